@@ -1,0 +1,107 @@
+"""The ``email-service`` command line (shell): parses arguments, builds settings, dispatches.
+
+This is the one place that reads ``os.environ``; everything below gets ``Settings``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from email_service import cli_provider, demo, tail
+from email_service.errors import EmailServiceError, InvalidSettings
+from email_service.logs import configure_logging
+from email_service.secretbox import SecretBox, generate_key
+from email_service.settings import Settings
+from email_service.store.engine import make_engine
+from email_service.store.migrate import upgrade_database
+from email_service.store.secrets import SecretStore
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="email-service",
+        description="Inbound email worker: IMAP IDLE listeners publishing events to Redis.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("migrate", help="create or upgrade the database schema")
+
+    worker = commands.add_parser("worker", help="run the folder listeners")
+    worker.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help="port of /health, /ready, /metrics (default EMAIL_SERVICE_HTTP_PORT)",
+    )
+
+    keys = commands.add_parser("keys", help="secret keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    keys.add_parser("generate", help="print a new key for EMAIL_SERVICE_SECRET_KEYS")
+    keys.add_parser("rotate", help="re-encrypt every stored secret with the first key")
+
+    cli_provider.add_commands(commands)
+    tail.add_command(commands)
+    demo.add_command(commands)
+    return parser
+
+
+def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env(environ, default_worker_id=f"{os.uname().nodename}-{os.getpid()}")
+    quiet = args.command in {"provider", "events", "keys"} or (
+        args.command == "demo" and "EMAIL_SERVICE_LOG_LEVEL" not in environ
+    )
+    configure_logging(
+        log_format=settings.log_format, level="warning" if quiet else settings.log_level
+    )
+    match args.command:
+        case "migrate":
+            upgrade_database(settings.database_url)
+            print("database schema is up to date")
+            return 0
+        case "worker":
+            from email_service.worker import run_worker
+
+            upgrade_database(settings.database_url)
+            run_worker(
+                settings,
+                http_port=args.http_port if args.http_port is not None else settings.http_port,
+            )
+            return 0
+        case "keys":
+            if args.keys_command == "generate":
+                print(generate_key())
+                return 0
+            store = SecretStore(
+                make_engine(settings.database_url), SecretBox(settings.require_secret_keys())
+            )
+            print(f"re-encrypted {store.reencrypt_all()} secrets with the first key")
+            return 0
+        case "provider":
+            return cli_provider.run(args, settings, environ)
+        case "events":
+            return tail.run(args, settings)
+        case "demo":
+            return demo.run(args, settings, environ)
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def main() -> None:
+    try:
+        code = run(sys.argv[1:], os.environ)
+    except InvalidSettings as exc:
+        print(f"email-service: configuration error: {exc}", file=sys.stderr)
+        code = 2
+    except EmailServiceError as exc:
+        print(f"email-service: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,106 @@
+"""The error tree of the service (core: no IO).
+
+Every error we raise or translate a library's exception into is one of these::
+
+    EmailServiceError
+    ├── InvalidSettings          a setting is missing or malformed; the message names the
+    │                            variable and the fix. Stops the program at start.
+    ├── TransientError           worth retrying with backoff
+    │   ├── ConnectionLost       IMAP connection refused, reset, timed out, half-open
+    │   ├── HostUnresolvable     the IMAP host name does not resolve (typo, or DNS down)
+    │   ├── ImapCommandFailed    the server answered NO or BAD to a command we expected to work
+    │   ├── ServerThrottled      the server asked us to slow down (carries a hint in seconds)
+    │   ├── PublishFailed        Redis unreachable or refused the write
+    │   └── StorageUnavailable   the database is unreachable
+    └── PermanentError           retrying will not help until someone changes something
+        ├── AuthenticationFailed the server rejected the credentials
+        ├── TlsVerificationFailed the certificate did not verify (wrong host, unknown CA)
+        ├── FolderMissing        the configured folder does not exist
+        ├── SecretUndecryptable  no key in EMAIL_SERVICE_SECRET_KEYS opens the secret
+        ├── LeaseLost            another worker owns the provider now (fencing check failed)
+        ├── MessageUnparseable   a message cannot be turned into an event (goes to the DLQ)
+        ├── ProviderNotFound     no such provider for this tenant
+        └── StorageConflict      a write broke a constraint (a duplicate, a missing parent)
+
+Third-party exceptions are translated into these at the one module that owns the library
+(imapclient in ``imap_session``, redis in ``publisher``, sqlalchemy in ``storage``,
+cryptography in ``secretbox``), with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class EmailServiceError(Exception):
+    """Base of every error the service raises on purpose."""
+
+
+class InvalidSettings(EmailServiceError):
+    """A setting is missing or malformed. The message names the variable and the fix."""
+
+
+class TransientError(EmailServiceError):
+    """A failure that a retry with backoff may cure."""
+
+
+class ConnectionLost(TransientError):
+    """The IMAP connection failed, dropped, or stopped answering."""
+
+
+class HostUnresolvable(TransientError):
+    """The host name did not resolve; transient because DNS outages pass, but shown as-is."""
+
+
+class ImapCommandFailed(TransientError):
+    """The server refused a command that should have worked."""
+
+
+class ServerThrottled(TransientError):
+    """The server asked us to back off; ``retry_after_s`` is its hint when it gave one."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PublishFailed(TransientError):
+    """Redis could not take the events."""
+
+
+class StorageUnavailable(TransientError):
+    """The database could not be reached or the statement failed for a passing reason."""
+
+
+class PermanentError(EmailServiceError):
+    """A failure that needs a change (credentials, configuration) before a retry helps."""
+
+
+class AuthenticationFailed(PermanentError):
+    """The IMAP server rejected the login."""
+
+
+class TlsVerificationFailed(PermanentError):
+    """The server's certificate did not verify against the trusted CAs for its host name."""
+
+
+class FolderMissing(PermanentError):
+    """The configured folder does not exist on the server."""
+
+
+class SecretUndecryptable(PermanentError):
+    """None of the configured keys decrypts the stored secret."""
+
+
+class LeaseLost(PermanentError):
+    """The fencing value no longer matches: another worker owns this provider."""
+
+
+class MessageUnparseable(PermanentError):
+    """A message cannot be turned into an event; it goes to the dead-letter stream."""
+
+
+class ProviderNotFound(PermanentError):
+    """No provider with that id exists for the tenant."""
+
+
+class StorageConflict(PermanentError):
+    """A database write broke a constraint."""

@@ -1,0 +1,354 @@
+"""One IMAP connection, driven by one thread (shell; the only module that imports imapclient).
+
+Every imapclient, ssl and socket exception is translated here into the error tree of
+``email_service.errors``. Nothing is ever marked seen: folders are opened with EXAMINE and
+bodies fetched with ``BODY.PEEK[]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import imapclient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+from email_service.errors import (
+    AuthenticationFailed,
+    ConnectionLost,
+    EmailServiceError,
+    FolderMissing,
+    HostUnresolvable,
+    ImapCommandFailed,
+    PermanentError,
+    ServerThrottled,
+    TlsVerificationFailed,
+)
+from email_service.model import ImapEndpoint, Security
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: TCP keepalive: first probe after 30 s idle, then every 10 s, give up after 3 misses, so
+#: a half-open connection in IDLE is found within about 60 s even if the server is silent.
+KEEPALIVE_IDLE_S = 30
+KEEPALIVE_INTERVAL_S = 10
+KEEPALIVE_PROBES = 3
+#: IDLE waits in slices this long so a stop request is seen quickly.
+IDLE_SLICE_S = 1.0
+#: Consecutive instant empty IDLE checks taken as "connection closed" (see wait_for_changes).
+EOF_EARLY_RETURNS = 3
+#: Data items fetched per message; PEEK so nothing is marked \\Seen.
+FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"FLAGS", b"RFC822.SIZE"]
+#: Words in a server reply that mean "slow down", not "wrong password".
+THROTTLE_MARKERS = ("[THROTTLED]", "[UNAVAILABLE]", "TOO MANY", "SUGGESTED BACKOFF", "[LIMIT]")
+#: Words in a SELECT/EXAMINE failure that mean the folder does not exist.
+MISSING_FOLDER_MARKERS = (
+    "[NONEXISTENT]",
+    "DOESN'T EXIST",
+    "DOES NOT EXIST",
+    "NOT EXIST",
+    "UNKNOWN MAILBOX",
+    "NO SUCH MAILBOX",
+)
+
+
+@dataclass(frozen=True)
+class PasswordLogin:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"PasswordLogin(username={self.username!r}, password=<redacted>)"
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How to connect, beyond the endpoint: from settings."""
+
+    timeout_s: float
+    keepalive: bool
+    verify_tls: bool
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    uid_validity: int
+    uid_next: int | None
+    exists: int
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    uid: int
+    raw: bytes
+    internal_date: datetime | None
+    flags: tuple[str, ...]
+    size: int
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    name: str
+    delimiter: str | None
+    flags: tuple[str, ...]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _throttle_hint(message: str) -> ServerThrottled | None:
+    upper = message.upper()
+    if any(marker in upper for marker in THROTTLE_MARKERS):
+        return ServerThrottled(f"server asked to back off: {message[:200]}")
+    return None
+
+
+def translate_error(exc: BaseException, where: str) -> EmailServiceError:
+    """Our error for a library, ssl or socket exception raised while doing ``where``."""
+    if isinstance(exc, EmailServiceError):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TlsVerificationFailed(
+            f"{where}: the server's TLS certificate did not verify ({exc.verify_message}); "
+            "check the host name, or give the CA with --tls-ca-file"
+        )
+    if isinstance(exc, socket.gaierror):
+        return HostUnresolvable(f"{where}: the host name does not resolve ({exc.strerror})")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionLost(f"{where}: connection refused")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return ConnectionLost(f"{where}: timed out")
+    if isinstance(exc, LoginError):
+        message = _text(exc.args[0]) if exc.args else str(exc)
+        return _throttle_hint(message) or AuthenticationFailed(
+            f"{where}: the server rejected the login ({message[:200]})"
+        )
+    if isinstance(exc, IMAPClientAbortError | ssl.SSLError | OSError):
+        return ConnectionLost(f"{where}: connection lost ({type(exc).__name__}: {exc})")
+    if isinstance(exc, IMAPClientError):
+        message = str(exc)
+        return _throttle_hint(message) or ImapCommandFailed(f"{where}: {message[:300]}")
+    return ConnectionLost(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _call(where: str, action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except Exception as exc:
+        raise translate_error(exc, where) from exc
+
+
+def _ssl_context(endpoint: ImapEndpoint, options: ConnectOptions) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=endpoint.tls_ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not options.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _enable_keepalive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+
+
+class ImapSession:
+    """A logged-in IMAP connection. Not thread-safe, except ``interrupt``."""
+
+    def __init__(self, client: Any, endpoint: ImapEndpoint) -> None:
+        self._client = client
+        self._endpoint = endpoint
+        self._closed = False
+        self.capabilities: tuple[str, ...] = tuple(
+            _text(c).upper() for c in _call("CAPABILITY", client.capabilities)
+        )
+
+    @classmethod
+    def open(
+        cls, endpoint: ImapEndpoint, login: PasswordLogin, options: ConnectOptions
+    ) -> ImapSession:
+        """Connect, secure, and log in; raise our errors on any failure."""
+        where = f"connect to {endpoint.host}:{endpoint.port}"
+        context = _ssl_context(endpoint, options)
+        timeout = imapclient.SocketTimeout(connect=options.timeout_s, read=options.timeout_s)
+
+        def connect() -> Any:
+            return imapclient.IMAPClient(
+                endpoint.host,
+                port=endpoint.port,
+                ssl=endpoint.security is Security.TLS,
+                ssl_context=context,
+                timeout=timeout,
+            )
+
+        client = _call(where, connect)
+        try:
+            client.normalise_times = False
+            if options.keepalive:
+                _enable_keepalive(client.socket())
+            if endpoint.security is Security.STARTTLS:
+                if not client.has_capability("STARTTLS"):
+                    raise PermanentError(
+                        f"{where}: the server does not offer STARTTLS; "
+                        "use --security tls, or none only on a trusted network"
+                    )
+                _call("STARTTLS", lambda: client.starttls(context))
+            _call("LOGIN", lambda: client.login(login.username, login.password))
+            return cls(client, endpoint)
+        except BaseException:
+            _shutdown_quietly(client)
+            raise
+
+    def has_capability(self, name: str) -> bool:
+        return name.upper() in self.capabilities
+
+    def list_folders(self) -> list[FolderInfo]:
+        folders = _call("LIST", self._client.list_folders)
+        return [
+            FolderInfo(
+                name=_text(name),
+                delimiter=_text(delimiter) if delimiter else None,
+                flags=tuple(_text(flag) for flag in flags),
+            )
+            for flags, delimiter, name in folders
+        ]
+
+    def examine(self, folder: str) -> FolderStatus:
+        """Open ``folder`` read-only and return its UIDVALIDITY, UIDNEXT and size."""
+        try:
+            response = self._client.select_folder(folder, readonly=True)
+        except IMAPClientError as exc:
+            message = str(exc).upper()
+            if any(marker in message for marker in MISSING_FOLDER_MARKERS):
+                raise FolderMissing(f"folder {folder!r} does not exist on the server") from exc
+            raise translate_error(exc, "EXAMINE") from exc
+        except Exception as exc:
+            raise translate_error(exc, "EXAMINE") from exc
+        uid_next = response.get(b"UIDNEXT")
+        return FolderStatus(
+            uid_validity=int(response[b"UIDVALIDITY"]),
+            uid_next=int(uid_next) if uid_next is not None else None,
+            exists=int(response.get(b"EXISTS", 0)),
+        )
+
+    def search_uids_after(self, last_uid: int) -> list[int]:
+        """Every UID above ``last_uid``, ascending (``UID n:*`` also returns the last one)."""
+        found = _call("UID SEARCH", lambda: self._client.search(["UID", f"{last_uid + 1}:*"]))
+        return sorted(uid for uid in found if uid > last_uid)
+
+    def search_all_uids(self) -> list[int]:
+        return sorted(_call("UID SEARCH", lambda: self._client.search("ALL")))
+
+    def fetch_messages(self, uids: Sequence[int]) -> list[FetchedMessage]:
+        """The messages still present among ``uids`` (an expunged UID is simply absent)."""
+        if not uids:
+            return []
+        response = _call("UID FETCH", lambda: self._client.fetch(list(uids), FETCH_ITEMS))
+        messages = []
+        for uid in sorted(response):
+            data = response[uid]
+            raw = data.get(b"BODY[]")
+            if raw is None:
+                continue
+            internal = data.get(b"INTERNALDATE")
+            if isinstance(internal, datetime) and internal.tzinfo is None:
+                internal = internal.replace(tzinfo=UTC)
+            messages.append(
+                FetchedMessage(
+                    uid=int(uid),
+                    raw=bytes(raw),
+                    internal_date=internal if isinstance(internal, datetime) else None,
+                    flags=tuple(_text(flag) for flag in data.get(b"FLAGS", ())),
+                    size=int(data.get(b"RFC822.SIZE", len(raw))),
+                )
+            )
+        return messages
+
+    def noop(self) -> None:
+        _call("NOOP", self._client.noop)
+
+    def wait_for_changes(self, stop: threading.Event, max_wait_s: float) -> bool:
+        """IDLE until the server reports new mail (True), or ``max_wait_s`` or stop (False)."""
+        _call("IDLE", self._client.idle)
+        try:
+            deadline = time.monotonic() + max_wait_s
+            early_empty_returns = 0
+            while not stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                slice_s = min(IDLE_SLICE_S, remaining)
+                started = time.monotonic()
+                responses = _call("IDLE", partial(self._client.idle_check, timeout=slice_s))
+                if any(_is_new_mail(response) for response in responses):
+                    return True
+                # imapclient's idle_check swallows EOF and returns nothing at once; a live
+                # connection returns early only with data, so repeated early empty returns
+                # mean the server has gone.
+                if not responses and time.monotonic() - started < slice_s / 2:
+                    early_empty_returns += 1
+                    if early_empty_returns >= EOF_EARLY_RETURNS:
+                        raise ConnectionLost("IDLE: the server closed the connection")
+                else:
+                    early_empty_returns = 0
+            return False
+        finally:
+            if stop.is_set():
+                try:
+                    _call("IDLE DONE", self._client.idle_done)
+                except EmailServiceError:
+                    logger.debug("IDLE DONE failed while stopping", exc_info=True)
+            else:
+                _call("IDLE DONE", self._client.idle_done)
+
+    def interrupt(self) -> None:
+        """From another thread: cut the connection so a blocked call returns at once."""
+        with suppress(OSError):
+            self._client.socket().shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Log out politely when possible; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._client.logout()
+        except Exception:  # closing must not fail
+            _shutdown_quietly(self._client)
+
+
+def _is_new_mail(response: Any) -> bool:
+    return len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
+
+
+def _shutdown_quietly(client: Any) -> None:
+    try:
+        client.shutdown()
+    except Exception:  # best effort on a broken connection
+        logger.debug("shutdown of a broken IMAP connection failed", exc_info=True)
+
+
+@contextmanager
+def open_session(
+    endpoint: ImapEndpoint, login: PasswordLogin, options: ConnectOptions
+) -> Iterator[ImapSession]:
+    session = ImapSession.open(endpoint, login, options)
+    try:
+        yield session
+    finally:
+        session.close()

@@ -1,0 +1,54 @@
+"""Process counters and gauges, rendered in the Prometheus text format (core, thread-safe)."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+#: Metric name -> help text. Every metric the service exports is listed here.
+METRICS: dict[str, tuple[str, str]] = {
+    "email_service_events_published_total": ("counter", "Events added to the event stream"),
+    "email_service_dead_letters_total": ("counter", "Entries added to the dead-letter stream"),
+    "email_service_listener_errors_total": ("counter", "Listener failures, by kind"),
+    "email_service_listeners": ("gauge", "Folder listeners running, by state"),
+}
+
+
+class Metrics:
+    """Labelled counters and gauges; listener threads update, the HTTP handler renders."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
+
+    def add(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            series = self._values[name]
+            series[key] = series.get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            self._values[name][key] = value
+
+    def value(self, name: str, **labels: str) -> float:
+        with self._lock:
+            return self._values[name].get(tuple(sorted(labels.items())), 0.0)
+
+    def render(self) -> str:
+        lines: list[str] = []
+        with self._lock:
+            for name, (kind, help_text) in METRICS.items():
+                lines.append(f"# HELP {name} {help_text}")
+                lines.append(f"# TYPE {name} {kind}")
+                for labels, value in sorted(self._values[name].items()):
+                    label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+                    lines.append(
+                        f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}"
+                    )
+        return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

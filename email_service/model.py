@@ -1,0 +1,94 @@
+"""Domain types shared by the stores, the listener and the CLI (core)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class Security(enum.StrEnum):
+    """How the IMAP connection is protected."""
+
+    TLS = "tls"  #: implicit TLS (port 993)
+    STARTTLS = "starttls"  #: plain connect, then STARTTLS is required before login
+    NONE = "none"  #: plaintext; only when configured so
+
+    @classmethod
+    def from_columns(cls, secure: bool, allow_starttls: bool) -> Security:
+        if secure:
+            return cls.TLS
+        return cls.STARTTLS if allow_starttls else cls.NONE
+
+    def to_columns(self) -> tuple[bool, bool]:
+        """The ``(secure, allow_starttls)`` columns of ``imap_email_provider_config``."""
+        return self is Security.TLS, self is Security.STARTTLS
+
+
+#: Folder monitored when ``folder_filters`` is empty (DESIGN.md section 4).
+DEFAULT_FOLDERS = ("INBOX",)
+
+
+@dataclass(frozen=True)
+class ImapEndpoint:
+    """Where and how to connect."""
+
+    host: str
+    port: int
+    security: Security
+    tls_ca_file: str | None = None
+    timeout_ms: int | None = None
+    socket_keepalive: bool | None = None
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One mailbox provider with its IMAP configuration, as the worker needs it."""
+
+    id: str
+    tenant: str
+    provider_type: str
+    name: str
+    mailbox: str
+    is_active: bool
+    status: str
+    endpoint: ImapEndpoint
+    auth_type: str
+    username: str
+    folders: tuple[str, ...]
+    lease_fence: int
+    updated_at: datetime
+
+    def password_secret_name(self) -> str:
+        return f"imap_password_{self.id}"
+
+
+@dataclass(frozen=True)
+class NewProvider:
+    """What ``provider add`` (and later the API) supplies to create a provider."""
+
+    tenant: str
+    name: str
+    mailbox: str
+    endpoint: ImapEndpoint
+    username: str
+    folders: tuple[str, ...] = DEFAULT_FOLDERS
+    provider_type: str = "imap"
+    auth_type: str = "password"
+
+
+@dataclass(frozen=True)
+class FolderCursor:
+    """Where a folder's publishing stands: every UID up to ``last_uid`` is on the stream."""
+
+    uid_validity: int
+    last_uid: int
+
+
+@dataclass(frozen=True)
+class FolderKey:
+    """Identifies one monitored folder."""
+
+    tenant: str
+    provider_id: str
+    folder: str

@@ -1,0 +1,401 @@
+"""Settings read once from the environment at start (core: the environment is passed in).
+
+Every variable the service reads is declared in ``VARIABLES`` below, with its default and
+what it means; nothing else in the code reads ``os.environ``. A bad value raises
+``InvalidSettings`` naming the variable, what was wrong and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from email_service.errors import InvalidSettings
+
+#: Default stream of the product's event bus (DESIGN.md section 3).
+DEFAULT_EVENT_STREAM = "workflow:events:global"
+#: SQLite file in the working directory: the embedded default for a single-node run.
+DEFAULT_DATABASE_URL = "sqlite:///email-service.db"
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_int(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if number < minimum:
+            raise ValueError(f"expected a whole number of at least {minimum}")
+        return number
+
+    return parse
+
+
+def _parse_fraction(value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ValueError("expected a number between 0 and 1") from None
+    if not 0.0 <= number <= 1.0:
+        raise ValueError("expected a number between 0 and 1")
+    return number
+
+
+def _parse_keys(value: str) -> tuple[str, ...]:
+    keys = tuple(key.strip() for key in value.split(",") if key.strip())
+    if not keys:
+        raise ValueError("expected one or more keys separated by commas")
+    return keys
+
+
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        lowered = value.strip().lower()
+        if lowered not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return lowered
+
+    return parse
+
+
+def _parse_database_url(value: str) -> str:
+    url = value.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith(("postgresql+psycopg://", "sqlite://")):
+        return url
+    raise ValueError("expected a postgresql://user@host:port/dbname or sqlite:///path URL")
+
+
+def _parse_redis_url(value: str) -> str:
+    url = value.strip()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://host:port/db or rediss:// URL")
+    return url
+
+
+def _parse_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a non-empty value")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, the attribute it fills, and how to read it."""
+
+    env: str
+    attr: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    secret: bool = False
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "DATABASE_URL",
+        "database_url",
+        _parse_database_url,
+        DEFAULT_DATABASE_URL,
+        "PostgreSQL URL (production) or sqlite:///file (single node)",
+        secret=True,
+    ),
+    Variable(
+        "REDIS_URL",
+        "redis_url",
+        _parse_redis_url,
+        None,
+        "Redis holding the event stream, e.g. redis://127.0.0.1:6379/0",
+        secret=True,
+    ),
+    Variable(
+        "EMAIL_SERVICE_SECRET_KEYS",
+        "secret_keys",
+        _parse_keys,
+        (),
+        "Fernet keys, comma separated; the first encrypts, all decrypt "
+        "(make one with `email-service keys generate`)",
+        secret=True,
+    ),
+    Variable(
+        "EMAIL_SERVICE_EVENT_STREAM",
+        "event_stream",
+        _parse_text,
+        DEFAULT_EVENT_STREAM,
+        "Redis stream the events are added to",
+    ),
+    Variable(
+        "EMAIL_SERVICE_DLQ_STREAM",
+        "dlq_stream",
+        _parse_text,
+        None,
+        "dead-letter stream; default <event stream>:dlq",
+    ),
+    Variable(
+        "EMAIL_SERVICE_PUBLISHED_MARK_TTL_S",
+        "published_mark_ttl_s",
+        _parse_int(3600),
+        30 * 24 * 3600,
+        "how long Redis remembers the highest UID published per folder (idempotency "
+        "window between publish and cursor write); refreshed on every publish",
+    ),
+    Variable(
+        "EMAIL_SERVICE_WORKER_ID",
+        "worker_id",
+        _parse_text,
+        None,
+        "name of this worker in leases; default <hostname>-<pid>",
+    ),
+    Variable(
+        "EMAIL_SERVICE_HTTP_PORT",
+        "http_port",
+        _parse_int(0),
+        8080,
+        "port of /health, /ready and /metrics",
+    ),
+    Variable(
+        "EMAIL_SERVICE_LOG_FORMAT",
+        "log_format",
+        _parse_choice("text", "json"),
+        "text",
+        "text or json",
+    ),
+    Variable(
+        "EMAIL_SERVICE_LOG_LEVEL",
+        "log_level",
+        _parse_choice("debug", "info", "warning", "error"),
+        "info",
+        "log level",
+    ),
+    Variable(
+        "IMAP_EVENT_CHANNEL_BY_TENANT",
+        "event_channel_by_tenant",
+        _parse_bool,
+        False,
+        "execution_id is the tenant id instead of a new UUID",
+    ),
+    Variable(
+        "IMAP_CONNECTION_TIMEOUT_MS",
+        "connection_timeout_ms",
+        _parse_int(100),
+        10_000,
+        "TCP connect and per-command timeout",
+    ),
+    Variable(
+        "IMAP_MAX_EMAILS_PER_SYNC",
+        "max_emails_per_sync",
+        _parse_int(0),
+        5,
+        "how many of the newest messages a folder with no cursor starts from",
+    ),
+    Variable(
+        "IMAP_SOCKET_KEEPALIVE",
+        "socket_keepalive",
+        _parse_bool,
+        True,
+        "TCP keepalive on IMAP sockets, so half-open connections are found",
+    ),
+    Variable(
+        "IMAP_TIMER_JITTER_PCT",
+        "timer_jitter_pct",
+        _parse_fraction,
+        0.1,
+        "jitter applied to periodic timers",
+    ),
+    Variable(
+        "IMAP_STARTUP_STAGGER_MS",
+        "startup_stagger_ms",
+        _parse_int(0),
+        2000,
+        "listener start-up is spread over this window",
+    ),
+    Variable(
+        "IMAP_RECONNECT_JITTER_PCT",
+        "reconnect_jitter_pct",
+        _parse_fraction,
+        0.5,
+        "jitter applied to reconnect backoff",
+    ),
+    Variable(
+        "IMAP_RECONNECT_BASE_MS",
+        "reconnect_base_ms",
+        _parse_int(10),
+        1000,
+        "first reconnect delay; doubles on each failure",
+    ),
+    Variable(
+        "IMAP_RECONNECT_MAX_MS",
+        "reconnect_max_ms",
+        _parse_int(100),
+        300_000,
+        "upper bound of the reconnect delay",
+    ),
+    Variable(
+        "IMAP_RECONNECT_STABLE_MS",
+        "reconnect_stable_ms",
+        _parse_int(0),
+        120_000,
+        "a connection must stay up this long before the backoff resets",
+    ),
+    Variable(
+        "IMAP_LEASE_TTL_MS",
+        "lease_ttl_ms",
+        _parse_int(3000),
+        30_000,
+        "how long a provider lease lasts without renewal (database clock)",
+    ),
+    Variable(
+        "IMAP_PROVIDER_REFRESH_MS",
+        "provider_refresh_ms",
+        _parse_int(100),
+        10_000,
+        "how often the worker looks for new, changed and removed providers",
+    ),
+    Variable(
+        "IMAP_POLL_INTERVAL_MS",
+        "poll_interval_ms",
+        _parse_int(100),
+        15_000,
+        "poll interval for servers without IDLE",
+    ),
+    Variable(
+        "IMAP_IDLE_REISSUE_MS",
+        "idle_reissue_ms",
+        _parse_int(1000),
+        600_000,
+        "IDLE is ended, a NOOP sent and IDLE re-entered this often (RFC 2177 asks < 29 min)",
+    ),
+    Variable(
+        "IMAP_FETCH_BATCH_SIZE",
+        "fetch_batch_size",
+        _parse_int(1),
+        50,
+        "UIDs fetched, published and committed per batch while catching up",
+    ),
+    Variable(
+        "IMAP_TLS_REJECT_UNAUTHORIZED",
+        "tls_reject_unauthorized",
+        _parse_bool,
+        True,
+        "verify IMAP server certificates; false only for tests with throwaway servers",
+    ),
+    Variable(
+        "IMAP_OAUTH_AUTH_MECHANISM",
+        "oauth_auth_mechanism",
+        _parse_choice("xoauth2", "oauthbearer"),
+        None,
+        "SASL mechanism for OAuth logins; unset means chosen from CAPABILITY",
+    ),
+    Variable(
+        "IMAP_MAX_ATTACHMENT_BYTES",
+        "max_attachment_bytes",
+        _parse_int(0),
+        25 * 1024 * 1024,
+        "largest attachment listed in full in an event",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one process. Build with ``Settings.from_env(os.environ)``."""
+
+    database_url: str
+    redis_url: str | None
+    secret_keys: tuple[str, ...]
+    event_stream: str
+    dlq_stream: str
+    published_mark_ttl_s: int
+    worker_id: str
+    http_port: int
+    log_format: str
+    log_level: str
+    event_channel_by_tenant: bool
+    connection_timeout_ms: int
+    max_emails_per_sync: int
+    socket_keepalive: bool
+    timer_jitter_pct: float
+    startup_stagger_ms: int
+    reconnect_jitter_pct: float
+    reconnect_base_ms: int
+    reconnect_max_ms: int
+    reconnect_stable_ms: int
+    lease_ttl_ms: int
+    provider_refresh_ms: int
+    poll_interval_ms: int
+    idle_reissue_ms: int
+    fetch_batch_size: int
+    tls_reject_unauthorized: bool
+    oauth_auth_mechanism: str | None
+    max_attachment_bytes: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, default_worker_id: str = "") -> Settings:
+        """Read every variable of ``VARIABLES``; raise ``InvalidSettings`` on the first bad one."""
+        values: dict[str, Any] = {}
+        for variable in VARIABLES:
+            raw = environ.get(variable.env)
+            if raw is None or raw.strip() == "":
+                values[variable.attr] = variable.default
+                continue
+            try:
+                values[variable.attr] = variable.parse(raw)
+            except ValueError as exc:
+                shown = "(hidden)" if variable.secret else repr(raw)
+                raise InvalidSettings(
+                    f"{variable.env}={shown} is not valid: {exc}. "
+                    f"{variable.env} is the {variable.help}."
+                ) from None
+        if values["dlq_stream"] is None:
+            values["dlq_stream"] = f"{values['event_stream']}:dlq"
+        if values["worker_id"] is None:
+            values["worker_id"] = default_worker_id or socket.gethostname()
+        if values["reconnect_max_ms"] < values["reconnect_base_ms"]:
+            raise InvalidSettings(
+                "IMAP_RECONNECT_MAX_MS must be at least IMAP_RECONNECT_BASE_MS "
+                f"({values['reconnect_max_ms']} < {values['reconnect_base_ms']})."
+            )
+        return cls(**values)
+
+    def require_redis_url(self) -> str:
+        """The Redis URL, or ``InvalidSettings`` saying how to set it."""
+        if self.redis_url is None:
+            raise InvalidSettings(
+                "REDIS_URL is not set: set it to the Redis that holds the event stream, "
+                "e.g. REDIS_URL=redis://127.0.0.1:6379/0"
+            )
+        return self.redis_url
+
+    def require_secret_keys(self) -> tuple[str, ...]:
+        """The secret keys, or ``InvalidSettings`` saying how to make one."""
+        if not self.secret_keys:
+            raise InvalidSettings(
+                "EMAIL_SERVICE_SECRET_KEYS is not set: it encrypts mailbox passwords and "
+                "tokens. Make a key with `email-service keys generate` and set "
+                "EMAIL_SERVICE_SECRET_KEYS=<key> (several keys, comma separated, to rotate)."
+            )
+        return self.secret_keys
+
+    def __repr__(self) -> str:
+        secret_attrs = {v.attr for v in VARIABLES if v.secret}
+        shown = ", ".join(
+            f"{f.name}=<redacted>"
+            if f.name in secret_attrs
+            else f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+        )
+        return f"Settings({shown})"

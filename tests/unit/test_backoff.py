@@ -1,0 +1,49 @@
+import pytest
+
+from email_service.backoff import BackoffPolicy, failures_after_disconnect, next_delay_s
+
+POLICY = BackoffPolicy(base_s=1.0, max_s=300.0, jitter_pct=0.5, stable_s=120.0)
+
+
+@pytest.mark.parametrize(
+    ("failures", "random_unit", "hint_s", "expected"),
+    [
+        (1, 0.5, None, 1.0),
+        (2, 0.5, None, 2.0),
+        (5, 0.5, None, 16.0),
+        (30, 0.5, None, 300.0),
+        (1000, 0.5, None, 300.0),
+        (3, 0.0, None, 2.0),
+        (3, 1.0, None, 6.0),
+        (30, 1.0, None, 300.0),
+        (1, 0.5, 60.0, 60.0),
+        (0, 0.5, None, 1.0),
+    ],
+    ids=[
+        "first",
+        "doubles",
+        "fifth",
+        "capped",
+        "huge-count-capped",
+        "jitter-low",
+        "jitter-high",
+        "jitter-never-above-cap",
+        "server-hint-is-floor",
+        "zero-failures",
+    ],
+)
+def test_next_delay(
+    failures: int, random_unit: float, hint_s: float | None, expected: float
+) -> None:
+    assert next_delay_s(POLICY, failures, random_unit=random_unit, hint_s=hint_s) == expected
+
+
+@pytest.mark.parametrize(
+    ("failures", "connected_for_s", "expected"),
+    [(0, 0.0, 1), (4, 5.0, 5), (4, 119.9, 5), (9, 120.0, 1), (9, 3600.0, 1)],
+    ids=["first-failure", "dropped-after-login", "just-short-of-stable", "stable", "long-lived"],
+)
+def test_failures_reset_only_after_stable_period(
+    failures: int, connected_for_s: float, expected: int
+) -> None:
+    assert failures_after_disconnect(POLICY, failures, connected_for_s) == expected
