@@ -8,6 +8,8 @@ bodies fetched with ``BODY.PEEK[]``.
 from __future__ import annotations
 
 import logging
+import re
+import select
 import socket
 import ssl
 import threading
@@ -16,7 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, TypeVar
 
 import imapclient
@@ -46,8 +47,10 @@ KEEPALIVE_INTERVAL_S = 10
 KEEPALIVE_PROBES = 3
 #: IDLE waits in slices this long so a stop request is seen quickly.
 IDLE_SLICE_S = 1.0
-#: Consecutive instant empty IDLE checks taken as "connection closed" (see wait_for_changes).
-EOF_EARLY_RETURNS = 3
+#: An untagged response announcing new mail in the selected folder.
+NEW_MAIL_LINE = re.compile(rb"^\* \d+ (EXISTS|RECENT)$", re.IGNORECASE)
+#: Bytes read at a time while draining IDLE responses.
+READ_CHUNK_BYTES = 65536
 #: Data items fetched per message; PEEK so nothing is marked \\Seen.
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"FLAGS", b"RFC822.SIZE"]
 #: Words in a server reply that mean "slow down", not "wrong password".
@@ -174,6 +177,7 @@ class ImapSession:
         self._client = client
         self._endpoint = endpoint
         self._closed = False
+        self._idle_partial = b""
         self.capabilities: tuple[str, ...] = tuple(
             _text(c).upper() for c in _call("CAPABILITY", client.capabilities)
         )
@@ -282,30 +286,36 @@ class ImapSession:
     def noop(self) -> None:
         _call("NOOP", self._client.noop)
 
+    def take_new_mail_hint(self) -> bool:
+        """Whether the server announced new mail (EXISTS) during the commands since last asked.
+
+        An EXISTS that arrives inside another command's response (say, during a FETCH) is
+        not sent again when IDLE starts, so the listener asks this before entering IDLE.
+        """
+        pending = self._client._imap.untagged_responses
+        announced = pending.pop("EXISTS", None) is not None
+        pending.pop("RECENT", None)
+        return announced
+
     def wait_for_changes(self, stop: threading.Event, max_wait_s: float) -> bool:
-        """IDLE until the server reports new mail (True), or ``max_wait_s`` or stop (False)."""
+        """IDLE until the server reports new mail (True), or ``max_wait_s`` or stop (False).
+
+        Reads the IDLE responses itself rather than with imapclient's ``idle_check``: that
+        polls only the socket, so a response already sitting in imaplib's read buffer or in
+        the TLS layer (an EXISTS sent together with the ``+ idling`` continuation) would wait
+        for the next packet; and it returns nothing, instead of failing, at end of file.
+        """
         _call("IDLE", self._client.idle)
+        self._idle_partial = b""
         try:
             deadline = time.monotonic() + max_wait_s
-            early_empty_returns = 0
             while not stop.is_set():
+                if self._read_idle_lines():
+                    return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                slice_s = min(IDLE_SLICE_S, remaining)
-                started = time.monotonic()
-                responses = _call("IDLE", partial(self._client.idle_check, timeout=slice_s))
-                if any(_is_new_mail(response) for response in responses):
-                    return True
-                # imapclient's idle_check swallows EOF and returns nothing at once; a live
-                # connection returns early only with data, so repeated early empty returns
-                # mean the server has gone.
-                if not responses and time.monotonic() - started < slice_s / 2:
-                    early_empty_returns += 1
-                    if early_empty_returns >= EOF_EARLY_RETURNS:
-                        raise ConnectionLost("IDLE: the server closed the connection")
-                else:
-                    early_empty_returns = 0
+                _wait_readable(self._client.socket(), min(IDLE_SLICE_S, remaining))
             return False
         finally:
             if stop.is_set():
@@ -315,6 +325,43 @@ class ImapSession:
                     logger.debug("IDLE DONE failed while stopping", exc_info=True)
             else:
                 _call("IDLE DONE", self._client.idle_done)
+
+    def _read_idle_lines(self) -> bool:
+        """Consume every complete line readable now; True if one announced new mail."""
+        data = self._idle_partial + self._read_available()
+        *lines, self._idle_partial = data.split(b"\r\n")
+        new_mail = False
+        for line in lines:
+            if NEW_MAIL_LINE.match(line):
+                new_mail = True
+            elif line.upper().startswith(b"* BYE"):
+                raise ConnectionLost(f"IDLE: the server ended the session: {_text(line)[:200]}")
+        return new_mail
+
+    def _read_available(self) -> bytes:
+        """Whatever can be read without blocking; ``ConnectionLost`` at end of file."""
+        reader = self._client._imap.file
+        sock = self._client.socket()
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        received = bytearray()
+        try:
+            while True:
+                try:
+                    data = reader.read1(READ_CHUNK_BYTES)
+                except (BlockingIOError, ssl.SSLWantReadError):
+                    break
+                except OSError as exc:
+                    raise ConnectionLost(f"IDLE: connection lost ({exc})") from exc
+                if data:
+                    received += data
+                    continue
+                if isinstance(sock, ssl.SSLSocket) or _closed_by_peer(sock):
+                    raise ConnectionLost("IDLE: the server closed the connection")
+                break
+        finally:
+            sock.settimeout(timeout)
+        return bytes(received)
 
     def interrupt(self) -> None:
         """From another thread: cut the connection so a blocked call returns at once."""
@@ -332,8 +379,20 @@ class ImapSession:
             _shutdown_quietly(self._client)
 
 
-def _is_new_mail(response: Any) -> bool:
-    return len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
+def _wait_readable(sock: socket.socket, timeout_s: float) -> None:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    poller.poll(timeout_s * 1000)
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """On a plain non-blocking socket, tell end of file from "nothing yet"."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
 
 
 def _shutdown_quietly(client: Any) -> None:

@@ -241,9 +241,12 @@ class FolderListener:
         )
         idle = session.has_capability("IDLE")
         while not self._stop.is_set():
+            session.take_new_mail_hint()  # the SEARCH below sees whatever it announced
             cursor = self._catch_up(session, cursor)
             if self._stop.is_set():
                 break
+            if session.take_new_mail_hint():
+                continue  # mail arrived during the catch-up: the server will not repeat it
             self._set_state("idle" if idle else "polling")
             if idle:
                 reissue_s = self._settings.idle_reissue_ms / 1000

@@ -243,3 +243,22 @@ def test_starttls_and_plaintext_security_modes(
     events = wait_for_stream_entries(redis_client, stream, 2)
     assert subjects(events) == ["both see it", "both see it"]
     assert len({e["payload"]["providerId"] for e in events}) == 2
+
+
+def test_mail_arriving_while_the_listener_returns_to_idle_is_not_missed(
+    worker: InProcessWorker,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    tenant: str,
+    redis_client: redis.Redis[bytes],
+    stream: str,
+) -> None:
+    """Each message is delivered the moment the previous event appears, i.e. while the
+    listener is still saving its cursor and re-entering IDLE (the race the bench found)."""
+    worker.add_provider(tenant, dovecot, mail_user.name, mail_user.password)
+    worker.start()
+    wait_for(lambda: worker.listener_states() == ["idle"], timeout_s=10, what="IDLE")
+    for n in range(15):
+        dovecot.deliver(mail_user.name, make_message(f"back to back {n}"))
+        wait_for_stream_entries(redis_client, stream, n + 1, timeout_s=5)
+    assert subjects(stream_events(redis_client, stream)) == [f"back to back {n}" for n in range(15)]
