@@ -152,6 +152,9 @@ def test_sigkill_in_the_middle_of_a_backlog_loses_nothing_and_doubles_nothing(
     events = wait_for_stream_entries(redis_client, stream, BACKLOG + 1, timeout_s=60)
     dovecot.deliver(mail_user.name, make_message("after restart"))
     events = wait_for_stream_entries(redis_client, stream, BACKLOG + 2, timeout_s=10)
+    with urllib.request.urlopen(f"http://127.0.0.1:{third.port}/metrics", timeout=2) as r:
+        metrics = r.read().decode()
+    assert "email_service_events_published_total" in metrics
     assert third.terminate() == 0
 
     ids = [e["payload"]["emailData"]["id"] for e in events]
@@ -205,3 +208,41 @@ def test_provider_test_command_reports_success_and_failure(
     removed = cli("provider", "remove", provider_id, env=environ)
     assert removed.returncode == 0
     assert provider_id not in cli("provider", "list", env=environ).stdout
+
+
+def test_events_tail_prints_events_and_dead_letters(
+    environ: dict[str, str], redis_client: redis.Redis[bytes], stream: str
+) -> None:
+    payload = {
+        "emailData": {
+            "subject": "Hello",
+            "from": {"email": "a@example.com"},
+            "imap": {"folder": "INBOX", "uid": 7},
+        }
+    }
+    redis_client.xadd(
+        stream,
+        {
+            "event_id": "e1",
+            "event_name": "INBOUND_EMAIL_RECEIVED",
+            "tenant": "acme",
+            "payload_json": json.dumps(payload),
+        },
+    )
+    redis_client.xadd(
+        f"{stream}:dlq",
+        {
+            "event_id": "e2",
+            "tenant": "acme",
+            "folder": "INBOX",
+            "uid": "8",
+            "reason": "unparseable",
+        },
+    )
+    text = cli("events", "tail", "--from-start", "--count", "1", env=environ)
+    assert text.returncode == 0, text.stderr
+    assert "INBOUND_EMAIL_RECEIVED" in text.stdout and "uid=7" in text.stdout
+    as_json = cli("events", "tail", "--from-start", "--count", "1", "--json", env=environ)
+    assert json.loads(as_json.stdout)["event_id"] == "e1"
+    dead = cli("events", "tail", "--dlq", "--from-start", "--count", "1", env=environ)
+    assert "dead letter" in dead.stdout and "reason=unparseable" in dead.stdout
