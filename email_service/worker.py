@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from email_service.errors import EmailServiceError, PermanentError
+from email_service.folder_sync import ListenerContext
 from email_service.http_health import run_health_server
 from email_service.imap_session import PasswordLogin
-from email_service.listener import FolderListener, ListenerContext
+from email_service.listener import FolderListener
 from email_service.metrics import Metrics
 from email_service.model import ProviderConfig
 from email_service.publisher import EventPublisher, connect_redis

@@ -1,0 +1,189 @@
+"""A thread that keeps one IMAP connection of one provider alive (shell).
+
+Subclasses say what to do with a logged-in session (``_follow``); this loop connects, hands
+the session over, and on failure reconnects after a backoff that cannot storm
+(``backoff.py``)::
+
+    CONNECT ──ok──► _follow(session) ──stop──► STOPPED
+       ▲                 │ transient error          │ permanent error       │ lease lost
+       └──── BACKOFF ◄───┘                          ▼                       ▼
+                                         PARKED (retry after the        STOPPED
+                                         longest backoff, or sooner
+                                         when the config changes)
+
+Every failure is recorded on the provider row (fenced), so the UI sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from email_service import logs
+from email_service.backoff import BackoffPolicy, failures_after_disconnect, next_delay_s
+from email_service.errors import (
+    EmailServiceError,
+    LeaseLost,
+    PermanentError,
+    ServerThrottled,
+    TransientError,
+)
+from email_service.folder_sync import ListenerContext
+from email_service.imap_session import ConnectOptions, ImapSession
+from email_service.model import ProviderConfig
+
+logger = logging.getLogger(__name__)
+
+
+class ConnectionLoop:
+    """Connects, follows, reconnects: one thread and one connection per instance."""
+
+    def __init__(
+        self,
+        provider: ProviderConfig,
+        fence: int,
+        context: ListenerContext,
+        *,
+        name: str,
+        start_delay_s: float = 0.0,
+    ) -> None:
+        self.provider = provider
+        self.fence = fence
+        self.state = "starting"
+        self._context = context
+        self._settings = context.settings
+        self._start_delay_s = start_delay_s
+        self._stop = threading.Event()
+        self._session: ImapSession | None = None
+        self._connected_at: float | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._policy = BackoffPolicy(
+            base_s=self._settings.reconnect_base_ms / 1000,
+            max_s=self._settings.reconnect_max_ms / 1000,
+            jitter_pct=self._settings.reconnect_jitter_pct,
+            stable_s=self._settings.reconnect_stable_ms / 1000,
+        )
+
+    # -- control, from the supervisor's thread ---------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the loop to finish; returns at once (``join`` waits)."""
+        self._stop.set()
+        session = self._session
+        if session is not None:
+            session.interrupt()
+
+    def join(self, timeout_s: float) -> bool:
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    @property
+    def stopped(self) -> bool:
+        return not self._thread.is_alive()
+
+    # -- for subclasses -------------------------------------------------------------------
+
+    def _bind_log_context(self) -> None:
+        logs.bind_context(tenant=self.provider.tenant, provider=self.provider.id)
+
+    def _follow(self, session: ImapSession) -> None:
+        """Use the logged-in ``session`` until stopped; raise to reconnect."""
+        raise NotImplementedError
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+
+    def _mark_connected(self, session: ImapSession) -> None:
+        self._context.providers.save_status(
+            self.provider,
+            status="connected",
+            error=None,
+            fence=self.fence,
+            capabilities=session.capabilities,
+            synced=True,
+        )
+
+    # -- the loop, on the connection's thread ---------------------------------------------
+
+    def _run(self) -> None:
+        self._bind_log_context()
+        if self._stop.wait(self._start_delay_s):
+            self._set_state("stopped")
+            return
+        failures = 0
+        while not self._stop.is_set():
+            self._connected_at = None
+            hint_s: float | None = None
+            try:
+                self._set_state("connecting")
+                session = self._open_session()
+                if not self._stop.is_set():
+                    self._connected_at = time.monotonic()
+                    self._follow(session)
+                break  # stopped cleanly
+            except LeaseLost:
+                logger.warning("lease lost; stopping")
+                break
+            except ServerThrottled as exc:
+                hint_s = exc.retry_after_s
+                self._record_failure("throttled", exc)
+            except TransientError as exc:
+                self._record_failure("transient", exc)
+            except PermanentError as exc:
+                self._record_failure("permanent", exc)
+                self._set_state("parked")
+                self._stop.wait(self._policy.max_s)
+                continue
+            except Exception as exc:
+                logger.exception("connection loop failed unexpectedly")
+                self._record_failure("unexpected", exc)
+                hint_s = self._policy.max_s / 2
+            finally:
+                self._close_session()
+            if self._stop.is_set():
+                break
+            connected_at = self._connected_at
+            connected_for = time.monotonic() - connected_at if connected_at else 0.0
+            failures = failures_after_disconnect(self._policy, failures, connected_for)
+            delay = next_delay_s(
+                self._policy, failures, random_unit=self._context.rng.random(), hint_s=hint_s
+            )
+            self._set_state("backoff")
+            logger.info("reconnecting in %.1fs (failure %d in a row)", delay, failures)
+            self._stop.wait(delay)
+        self._set_state("stopped")
+
+    def _open_session(self) -> ImapSession:
+        login = self._context.load_login(self.provider)
+        endpoint = self.provider.endpoint
+        keepalive = endpoint.socket_keepalive
+        options = ConnectOptions(
+            timeout_s=(endpoint.timeout_ms or self._settings.connection_timeout_ms) / 1000,
+            keepalive=self._settings.socket_keepalive if keepalive is None else keepalive,
+            verify_tls=self._settings.tls_reject_unauthorized,
+        )
+        session = ImapSession.open(endpoint, login, options)
+        self._session = session
+        return session
+
+    def _record_failure(self, kind: str, exc: BaseException) -> None:
+        message = str(exc) if isinstance(exc, EmailServiceError) else type(exc).__name__
+        logger.warning("%s error: %s", kind, message)
+        self._context.metrics.add("email_service_listener_errors_total", kind=kind)
+        try:
+            self._context.providers.save_status(
+                self.provider, status="error", error=message, fence=self.fence
+            )
+        except LeaseLost:
+            self._stop.set()
+        except EmailServiceError:
+            logger.warning("could not record the error on the provider row", exc_info=True)
+
+    def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
