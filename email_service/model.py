@@ -58,6 +58,9 @@ class ProviderConfig:
     folders: tuple[str, ...]
     lease_fence: int
     updated_at: datetime
+    is_paused: bool = False
+    #: Connections this account may hold at once; None means the setting's default.
+    max_connections: int | None = None
 
     def password_secret_name(self) -> str:
         return f"imap_password_{self.id}"

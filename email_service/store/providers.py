@@ -53,6 +53,8 @@ def _provider_from_row(row: Row[Any]) -> ProviderConfig:
         folders=folders,
         lease_fence=m["lease_fence"],
         updated_at=max(m["updated_at"], m["config_updated_at"]),
+        is_paused=m["is_paused"],
+        max_connections=m["max_connections"],
     )
 
 
@@ -64,6 +66,7 @@ def _select_providers() -> Any:
         _providers.c.provider_name,
         _providers.c.mailbox,
         _providers.c.is_active,
+        _providers.c.is_paused,
         _providers.c.status,
         _providers.c.updated_at,
         _config.c.host,
@@ -77,6 +80,7 @@ def _select_providers() -> Any:
         _config.c.username,
         _config.c.folder_filters,
         _config.c.lease_fence,
+        _config.c.max_connections,
         _config.c.updated_at.label("config_updated_at"),
     ).join(
         _config,
@@ -141,7 +145,9 @@ class ProviderStore:
             return [_provider_from_row(row) for row in connection.execute(query)]
 
     def load_active_providers(self) -> list[ProviderConfig]:
-        query = _select_providers().where(_providers.c.is_active.is_(True))
+        query = _select_providers().where(
+            _providers.c.is_active.is_(True), _providers.c.is_paused.is_(False)
+        )
         with transaction(self._engine) as connection:
             return [_provider_from_row(row) for row in connection.execute(query)]
 

@@ -68,6 +68,7 @@ email_providers = Table(
     Column("provider_name", String(255), nullable=False),
     Column("mailbox", String(320), nullable=False),
     Column("is_active", Boolean, nullable=False, default=True),
+    Column("is_paused", Boolean, nullable=False, default=False),
     Column("status", String(50), nullable=False, default="pending"),
     Column("last_sync_at", UtcDateTime),
     Column("error_message", Text),
@@ -101,6 +102,7 @@ imap_email_provider_config = Table(
     Column("connection_timeout_ms", Integer),
     Column("socket_keepalive", Boolean),
     Column("tls_ca_file", Text),
+    Column("max_connections", Integer),
     Column("last_error", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
@@ -141,4 +143,14 @@ email_secrets = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("tenant", "name", name="email_secrets_pkey"),
+)
+
+email_service_workers = Table(
+    "email_service_workers",
+    metadata,
+    Column("worker_id", String(255), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("worker_id", name="email_service_workers_pkey"),
 )
