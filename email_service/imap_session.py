@@ -250,6 +250,30 @@ class ImapSession:
             exists=int(response.get(b"EXISTS", 0)),
         )
 
+    def status(self, folder: str) -> FolderStatus:
+        """``folder``'s UIDVALIDITY, UIDNEXT and message count by STATUS, without selecting it.
+
+        RFC 3501 (6.3.10) warns that STATUS on the selected folder may be stale: for that
+        one, EXAMINE again instead.
+        """
+        try:
+            response = self._client.folder_status(folder, ["MESSAGES", "UIDNEXT", "UIDVALIDITY"])
+        except IMAPClientError as exc:
+            message = str(exc).upper()
+            if any(marker in message for marker in MISSING_FOLDER_MARKERS):
+                raise FolderMissing(f"folder {folder!r} does not exist on the server") from exc
+            raise translate_error(exc, "STATUS") from exc
+        except Exception as exc:
+            raise translate_error(exc, "STATUS") from exc
+        if b"UIDVALIDITY" not in response:
+            raise ImapCommandFailed(f"STATUS: the server gave no UIDVALIDITY for {folder!r}")
+        uid_next = response.get(b"UIDNEXT")
+        return FolderStatus(
+            uid_validity=int(response[b"UIDVALIDITY"]),
+            uid_next=int(uid_next) if uid_next is not None else None,
+            exists=int(response.get(b"MESSAGES", 0)),
+        )
+
     def search_uids_after(self, last_uid: int) -> list[int]:
         """Every UID above ``last_uid``, ascending (``UID n:*`` also returns the last one)."""
         found = _call("UID SEARCH", lambda: self._client.search(["UID", f"{last_uid + 1}:*"]))

@@ -10,7 +10,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "email_service_events_published_total": ("counter", "Events added to the event stream"),
     "email_service_dead_letters_total": ("counter", "Entries added to the dead-letter stream"),
     "email_service_listener_errors_total": ("counter", "Listener failures, by kind"),
-    "email_service_listeners": ("gauge", "Folder listeners running, by state"),
+    "email_service_listeners": ("gauge", "IMAP connections (listeners and pollers), by state"),
+    "email_service_leases_held": ("gauge", "Provider leases this worker holds"),
 }
 
 

@@ -270,14 +270,32 @@ VARIABLES: tuple[Variable, ...] = (
         "poll_interval_ms",
         _parse_int(100),
         15_000,
-        "poll interval for servers without IDLE",
+        "how often a polled folder is checked: servers without IDLE, and folders beyond "
+        "the connection budget (checked round-robin with STATUS)",
+    ),
+    Variable(
+        "IMAP_MAX_CONNECTIONS_PER_ACCOUNT",
+        "max_connections_per_account",
+        _parse_int(1),
+        5,
+        "most IMAP connections one mailbox account holds at once, unless its provider sets "
+        "its own; folders beyond it share one connection polled with STATUS",
+    ),
+    Variable(
+        "IMAP_MAX_CONNECTIONS_PER_TENANT",
+        "max_connections_per_tenant",
+        _parse_int(1),
+        50,
+        "most IMAP connections all providers of one tenant hold together; beyond it folders "
+        "move from IDLE to polling (each provider keeps at least one connection)",
     ),
     Variable(
         "IMAP_IDLE_REISSUE_MS",
         "idle_reissue_ms",
         _parse_int(1000),
-        600_000,
-        "IDLE is ended, a NOOP sent and IDLE re-entered this often (RFC 2177 asks < 29 min)",
+        120_000,
+        "IDLE is ended, a NOOP sent and IDLE re-entered this often: the bound on finding a "
+        "silently dead connection (with IMAP_CONNECTION_TIMEOUT_MS); RFC 2177 asks < 29 min",
     ),
     Variable(
         "IMAP_FETCH_BATCH_SIZE",
@@ -337,6 +355,8 @@ class Settings:
     lease_ttl_ms: int
     provider_refresh_ms: int
     poll_interval_ms: int
+    max_connections_per_account: int
+    max_connections_per_tenant: int
     idle_reissue_ms: int
     fetch_batch_size: int
     tls_reject_unauthorized: bool

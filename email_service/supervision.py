@@ -1,51 +1,91 @@
-"""Which folder listeners a worker should start and stop (core).
+"""Which listeners and pollers a worker should run for the leases it holds (core).
 
-A listener is identified by provider and folder and remembers the provider version
-(``updated_at``) it was started with; a changed version restarts it with the new config.
+For every provider this worker holds the lease of, the connection plan (``budget.py``) says
+which folders get an IDLE listener of their own and which share one STATUS poller. Each
+connection is identified by ``(tenant, provider id, name)`` (the folder, or ``POLLER``) and
+carries a version: the provider's ``updated_at``, the lease's fence and the folders it
+follows. A changed version restarts the connection with the new configuration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
+from email_service.budget import ConnectionPlan
 from email_service.model import ProviderConfig
 
-ListenerId = tuple[str, str, str]  # tenant, provider id, folder
+ListenerId = tuple[str, str, str]  # tenant, provider id, folder or POLLER
+ProviderRef = tuple[str, str]  # tenant, provider id
+
+#: Name of the one polling connection of a provider in its ListenerId.
+POLLER = "*poller*"
+
+
+@dataclass(frozen=True)
+class ListenerSpec:
+    """One connection to run: an IDLE listener (``folders`` has one) or a poller."""
+
+    provider: ProviderConfig
+    fence: int
+    folders: tuple[str, ...]
+    polling: bool
+
+    @property
+    def listener_id(self) -> ListenerId:
+        name = POLLER if self.polling else self.folders[0]
+        return (self.provider.tenant, self.provider.id, name)
+
+    @property
+    def version(self) -> Hashable:
+        return (self.provider.updated_at, self.fence, self.folders)
 
 
 @dataclass(frozen=True)
 class ListenerChanges:
-    start: list[tuple[ProviderConfig, str]]
+    start: list[ListenerSpec]
     stop: list[ListenerId]
 
 
-def plan_listeners(
-    running: Mapping[ListenerId, datetime], providers: Iterable[ProviderConfig]
-) -> ListenerChanges:
-    """Listeners to stop (gone, inactive, or changed) and to start (new, or changed)."""
-    wanted: dict[ListenerId, ProviderConfig] = {}
+def plan_specs(
+    providers: Iterable[ProviderConfig],
+    held: Mapping[ProviderRef, int],
+    plans: Mapping[str, ConnectionPlan],
+) -> dict[ListenerId, ListenerSpec]:
+    """The connections wanted for the held providers."""
+    wanted: dict[ListenerId, ListenerSpec] = {}
     for provider in providers:
-        if not provider.is_active:
+        fence = held.get((provider.tenant, provider.id))
+        plan = plans.get(provider.id)
+        if fence is None or plan is None or not provider.is_active or provider.is_paused:
             continue
-        for folder in provider.folders:
-            wanted[(provider.tenant, provider.id, folder)] = provider
+        specs = [ListenerSpec(provider, fence, (folder,), False) for folder in plan.idle_folders]
+        if plan.polled_folders:
+            specs.append(ListenerSpec(provider, fence, plan.polled_folders, True))
+        for spec in specs:
+            wanted[spec.listener_id] = spec
+    return wanted
+
+
+def plan_listeners(
+    running: Mapping[ListenerId, Hashable], wanted: Mapping[ListenerId, ListenerSpec]
+) -> ListenerChanges:
+    """Connections to stop (gone or changed) and to start (new or changed)."""
     stop = [
         listener_id
         for listener_id, version in running.items()
-        if listener_id not in wanted or wanted[listener_id].updated_at != version
+        if listener_id not in wanted or wanted[listener_id].version != version
     ]
     start = [
-        (provider, listener_id[2])
-        for listener_id, provider in wanted.items()
+        spec
+        for listener_id, spec in wanted.items()
         if listener_id not in running or listener_id in stop
     ]
     return ListenerChanges(start=start, stop=stop)
 
 
 def stagger_delay_s(index: int, count: int, window_ms: int, random_unit: float) -> float:
-    """Start delay of the ``index``-th of ``count`` new listeners, spread over the window."""
+    """Start delay of the ``index``-th of ``count`` new connections, spread over the window."""
     if count <= 1 or window_ms <= 0:
         return 0.0
     slot_s = window_ms / 1000 / count

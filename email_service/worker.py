@@ -14,28 +14,59 @@ import os
 import random
 import signal
 import threading
+import time
+import uuid
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from email_service.errors import EmailServiceError, PermanentError
+from email_service.budget import plan_connections
+from email_service.connection_loop import ConnectionLoop
+from email_service.errors import EmailServiceError, PermanentError, StorageUnavailable
+from email_service.fair_share import (
+    lease_must_be_dropped,
+    pick_to_release,
+    pick_to_take,
+    plan_share,
+)
 from email_service.folder_sync import ListenerContext
 from email_service.http_health import run_health_server
 from email_service.imap_session import PasswordLogin
 from email_service.listener import FolderListener
 from email_service.metrics import Metrics
 from email_service.model import ProviderConfig
+from email_service.poller import FolderPoller
 from email_service.publisher import EventPublisher, connect_redis
 from email_service.secretbox import SecretBox
 from email_service.settings import Settings
 from email_service.store.cursors import CursorStore
 from email_service.store.engine import make_engine
+from email_service.store.leases import LeaseStore
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
-from email_service.supervision import ListenerId, plan_listeners, stagger_delay_s
+from email_service.supervision import (
+    ListenerId,
+    ListenerSpec,
+    ProviderRef,
+    plan_listeners,
+    plan_specs,
+    stagger_delay_s,
+)
 
 logger = logging.getLogger(__name__)
 
+#: Every state a connection reports, for the gauge (zeros are exported too).
+LISTENER_STATES = (
+    "starting",
+    "connecting",
+    "syncing",
+    "idle",
+    "polling",
+    "backoff",
+    "parked",
+    "stopped",
+)
 #: Seconds the worker waits for its listeners to finish on shutdown; the Helm chart's
 #: terminationGracePeriodSeconds must stay above this.
 SHUTDOWN_TIMEOUT_S = 20
@@ -50,6 +81,9 @@ class WorkerParts:
     providers: ProviderStore
     secrets: SecretStore
     listener_context: ListenerContext
+    #: This process's name in leases: the configured id plus a random suffix, so a restarted
+    #: process never mistakes its predecessor's leases for its own.
+    worker_id: str
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerParts:
@@ -79,92 +113,218 @@ class WorkerParts:
             load_login=load_login,
             metrics=Metrics(),
         )
-        return cls(settings, engine, providers, secrets, context)
+        worker_id = f"{settings.worker_id}-{uuid.uuid4().hex[:6]}"
+        return cls(settings, engine, providers, secrets, context, worker_id)
 
 
 class Supervisor:
-    """Keeps the running listeners in line with the provider tables."""
+    """Holds this worker's fair share of provider leases and runs their connections.
+
+    One tick every ``min(IMAP_PROVIDER_REFRESH_MS, IMAP_LEASE_TTL_MS / 3)`` (jittered):
+
+    1. heartbeat and renew every lease it holds (by the database clock); a lease that did
+       not renew was taken by another worker: its connections stop. When renewals keep
+       failing (database down), every connection stops before the leases can expire.
+    2. every ``IMAP_PROVIDER_REFRESH_MS``: load the active, unpaused providers and the live
+       worker count; give back leases above the fair share, take free or expired ones up to
+       it, release leases of providers that were removed or deactivated.
+    3. start, stop or restart connections so they match the held providers (``supervision``
+       and ``budget``); a connection whose thread ended on its own is started again.
+    """
 
     def __init__(self, parts: WorkerParts) -> None:
         self._parts = parts
         self._settings = parts.settings
-        self._listeners: dict[ListenerId, FolderListener] = {}
+        self._leases = LeaseStore(parts.engine)
+        self._worker_id = parts.worker_id
+        self._held: dict[ProviderRef, int] = {}
+        self._providers: list[ProviderConfig] = []
+        self._listeners: dict[ListenerId, tuple[Hashable, ConnectionLoop]] = {}
         self._rng = random.Random()
+        self._ttl_ms = self._settings.lease_ttl_ms
+        self._last_renewal_sent: float | None = None
+        self._next_refresh = 0.0
         self.stop_event = threading.Event()
         self.refreshed = threading.Event()
 
     @property
-    def listeners(self) -> dict[ListenerId, FolderListener]:
-        return dict(self._listeners)
+    def worker_id(self) -> str:
+        return self._worker_id
 
-    def refresh(self) -> None:
-        providers = self._parts.providers.load_active_providers()
-        running = {lid: lst.provider.updated_at for lid, lst in self._listeners.items()}
-        changes = plan_listeners(running, providers)
-        for listener_id in changes.stop:
-            self._listeners.pop(listener_id).stop()
-        for index, (provider, folder) in enumerate(changes.start):
+    @property
+    def listeners(self) -> dict[ListenerId, ConnectionLoop]:
+        return {lid: loop for lid, (_version, loop) in self._listeners.items()}
+
+    @property
+    def held(self) -> dict[ProviderRef, int]:
+        return dict(self._held)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self._renew(now)
+        if now >= self._next_refresh:
+            self._rebalance()
+            interval_s = self._settings.provider_refresh_ms / 1000
+            self._next_refresh = now + interval_s * self._jitter()
+            self.refreshed.set()
+        self._reconcile()
+        self._update_gauges()
+
+    def run(self) -> None:
+        """Tick until stopped; then stop every connection and release the leases."""
+        tick_s = min(self._settings.provider_refresh_ms, self._ttl_ms / 3) / 1000
+        while not self.stop_event.is_set():
+            try:
+                self.tick()
+            except EmailServiceError as exc:
+                logger.warning("supervisor tick failed: %s", exc)
+            except Exception:
+                logger.exception("supervisor tick failed unexpectedly")
+            self.stop_event.wait(tick_s * self._jitter())
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        self._stop_listeners(list(self._listeners))
+        try:
+            released = self._leases.release_leases(self._worker_id)
+            self._leases.remove_worker(self._worker_id)
+            logger.info("released %d leases", released)
+        except EmailServiceError as exc:
+            logger.warning("could not release leases on shutdown (they expire): %s", exc)
+        self._held.clear()
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def _renew(self, now: float) -> None:
+        try:
+            self._leases.heartbeat(self._worker_id, self._ttl_ms)
+            renewed = self._leases.renew_leases(self._worker_id, self._ttl_ms)
+        except StorageUnavailable as exc:
+            since = now - (self._last_renewal_sent or now)
+            if self._held and lease_must_be_dropped(
+                since_last_renewal_s=since, lease_ttl_s=self._ttl_ms / 1000
+            ):
+                logger.error(
+                    "leases not renewed for %.1fs (%s): stopping all listeners", since, exc
+                )
+                self._drop_held(list(self._held))
+            raise
+        self._last_renewal_sent = now
+        lost = [ref for ref, fence in self._held.items() if renewed.get(ref) != fence]
+        if lost:
+            logger.warning("%d leases were taken by other workers", len(lost))
+            self._drop_held(lost)
+        strays = [ref for ref in renewed if ref not in self._held]
+        if strays:
+            self._leases.release_leases(self._worker_id, strays)
+
+    def _rebalance(self) -> None:
+        self._providers = self._parts.providers.load_active_providers()
+        active = {(p.tenant, p.id) for p in self._providers}
+        gone = [ref for ref in self._held if ref not in active]
+        if gone:
+            self._drop_held(gone)
+            self._leases.release_leases(self._worker_id, gone)
+        views = self._leases.list_leases()
+        decision = plan_share(
+            active_total=len(views),
+            live_workers=self._leases.count_live_workers(),
+            held=len(self._held),
+        )
+        if decision.release:
+            surplus = pick_to_release(list(self._held), decision.release)
+            self._drop_held(surplus)
+            self._leases.release_leases(self._worker_id, surplus)
+            logger.info("gave back %d leases (target %d)", len(surplus), decision.target)
+        if decision.take:
+            free = [
+                (v.tenant, v.provider_id)
+                for v in views
+                if v.free and (v.tenant, v.provider_id) not in self._held
+            ]
+            taken = 0
+            for ref in pick_to_take(free, self._rng):
+                fence = self._leases.take_lease(ref, self._worker_id, self._ttl_ms)
+                if fence is not None:
+                    self._held[ref] = fence
+                    taken += 1
+                    if taken >= decision.take:
+                        break
+            if taken:
+                logger.info(
+                    "took %d leases (holding %d, target %d)",
+                    taken,
+                    len(self._held),
+                    decision.target,
+                )
+
+    def _drop_held(self, refs: list[ProviderRef]) -> None:
+        for ref in refs:
+            self._held.pop(ref, None)
+        dropped = set(refs)
+        self._stop_listeners([lid for lid in self._listeners if (lid[0], lid[1]) in dropped])
+
+    # -- connections ----------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        held_providers = [p for p in self._providers if (p.tenant, p.id) in self._held]
+        plans = plan_connections(
+            held_providers,
+            per_account_default=self._settings.max_connections_per_account,
+            per_tenant_cap=self._settings.max_connections_per_tenant,
+        )
+        wanted = plan_specs(held_providers, self._held, plans)
+        running = {
+            lid: version for lid, (version, loop) in self._listeners.items() if not loop.stopped
+        }
+        for lid in [lid for lid in self._listeners if lid not in running]:
+            self._listeners.pop(lid)  # ended on its own (lease lost): start again if wanted
+        changes = plan_listeners(running, wanted)
+        self._stop_listeners(changes.stop)
+        for index, spec in enumerate(changes.start):
             delay = stagger_delay_s(
                 index, len(changes.start), self._settings.startup_stagger_ms, self._rng.random()
             )
-            listener = FolderListener(
-                provider,
-                folder,
-                provider.lease_fence,
-                self._parts.listener_context,
-                start_delay_s=delay,
-            )
-            self._listeners[(provider.tenant, provider.id, folder)] = listener
-            listener.start()
+            loop = self._make_loop(spec, delay)
+            self._listeners[spec.listener_id] = (spec.version, loop)
+            loop.start()
         if changes.start or changes.stop:
             logger.info(
-                "listeners: %d started, %d stopped, %d running",
+                "connections: %d started, %d stopped, %d running",
                 len(changes.start),
                 len(changes.stop),
                 len(self._listeners),
             )
-        self._update_gauges()
-        self.refreshed.set()
 
-    def run(self) -> None:
-        """Refresh until stopped; then stop every listener."""
-        interval_s = self._settings.provider_refresh_ms / 1000
-        while not self.stop_event.is_set():
-            try:
-                self.refresh()
-            except EmailServiceError as exc:
-                logger.warning("provider refresh failed: %s", exc)
-            except Exception:
-                logger.exception("provider refresh failed unexpectedly")
-            jitter = 1 + self._settings.timer_jitter_pct * (2 * self._rng.random() - 1)
-            self.stop_event.wait(interval_s * jitter)
-        self.stop_all()
+    def _make_loop(self, spec: ListenerSpec, delay_s: float) -> ConnectionLoop:
+        context = self._parts.listener_context
+        if spec.polling:
+            return FolderPoller(
+                spec.provider, spec.folders, spec.fence, context, start_delay_s=delay_s
+            )
+        return FolderListener(
+            spec.provider, spec.folders[0], spec.fence, context, start_delay_s=delay_s
+        )
 
-    def stop_all(self) -> None:
-        listeners = list(self._listeners.values())
-        for listener in listeners:
-            listener.stop()
-        for listener in listeners:
-            if not listener.join(SHUTDOWN_TIMEOUT_S):
-                logger.warning("listener %s did not stop in time", listener.key)
-        self._listeners.clear()
+    def _stop_listeners(self, listener_ids: list[ListenerId]) -> None:
+        loops = [self._listeners.pop(lid)[1] for lid in listener_ids if lid in self._listeners]
+        for loop in loops:
+            loop.stop()
+        for loop in loops:
+            if not loop.join(SHUTDOWN_TIMEOUT_S):
+                logger.warning("connection %s did not stop in time", loop.provider.id)
+
+    def _jitter(self) -> float:
+        return 1 + self._settings.timer_jitter_pct * (2 * self._rng.random() - 1)
 
     def _update_gauges(self) -> None:
         metrics = self._parts.listener_context.metrics
         counts: dict[str, int] = {}
-        for listener in self._listeners.values():
-            counts[listener.state] = counts.get(listener.state, 0) + 1
-        for state in (
-            "starting",
-            "connecting",
-            "syncing",
-            "idle",
-            "polling",
-            "backoff",
-            "parked",
-            "stopped",
-        ):
+        for _version, loop in self._listeners.values():
+            counts[loop.state] = counts.get(loop.state, 0) + 1
+        for state in LISTENER_STATES:
             metrics.set("email_service_listeners", counts.get(state, 0), state=state)
+        metrics.set("email_service_leases_held", len(self._held))
 
 
 def run_worker(settings: Settings, *, http_port: int) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import Engine
 
@@ -12,25 +9,10 @@ from email_service.errors import LeaseLost, ProviderNotFound, SecretUndecryptabl
 from email_service.model import FolderCursor, FolderKey, ImapEndpoint, NewProvider, Security
 from email_service.secretbox import SecretBox, generate_key
 from email_service.store.cursors import CursorStore
-from email_service.store.engine import make_engine
-from email_service.store.migrate import upgrade_database
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("database_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'email-service.db'}"
-        upgrade_database(url)
-        upgrade_database(url)  # idempotent
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def new_provider(tenant: str, folders: tuple[str, ...] = ("INBOX", "Support")) -> NewProvider:

@@ -1,0 +1,153 @@
+"""Several worker processes share the providers of many tenants (real processes, Dovecot,
+PostgreSQL, Redis): exactly one holder per provider, even shares, failover after SIGKILL."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import Engine, text
+
+from email_service.devserver.dovecot import DovecotServer
+from email_service.model import ImapEndpoint, NewProvider, Security
+from email_service.secretbox import SecretBox
+from email_service.store.engine import make_engine
+from email_service.store.providers import ProviderStore
+from email_service.store.secrets import SecretStore
+from tests.e2e.test_worker_process import WorkerProcess
+from tests.helpers import make_message, stream_events, unique, wait_for
+
+pytestmark = pytest.mark.e2e
+
+PROVIDERS = 60
+TENANTS = 5
+LEASE_TTL_MS = 3000
+REFRESH_MS = 500
+
+
+@pytest.fixture
+def engine(environ: dict[str, str]) -> Iterator[Engine]:
+    engine = make_engine(environ["DATABASE_URL"])
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def fleet(environ: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+    yield workers
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.kill()
+
+
+def add_providers(engine: Engine, environ: dict[str, str], dovecot: DovecotServer) -> list[str]:
+    providers = ProviderStore(engine)
+    secrets = SecretStore(engine, SecretBox((environ["EMAIL_SERVICE_SECRET_KEYS"],)))
+    users = []
+    for n in range(PROVIDERS):
+        user, password = unique("user"), unique("pw")
+        dovecot.add_user(user, password)
+        tenant = f"tenant-{n % TENANTS}"
+        provider_id = providers.add_provider(
+            NewProvider(
+                tenant=tenant,
+                name=f"mailbox {n}",
+                mailbox=f"{user}@localhost",
+                username=user,
+                endpoint=ImapEndpoint(
+                    "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
+                ),
+            )
+        )
+        secrets.save_secret(tenant, f"imap_password_{provider_id}", password)
+        users.append(user)
+    return users
+
+
+def holders(engine: Engine) -> dict[str, str | None]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT c.email_provider_id, c.lease_owner, c.lease_expires_at > now() AS live, "
+                "p.status FROM imap_email_provider_config c JOIN email_providers p "
+                "ON p.id = c.email_provider_id AND p.tenant = c.tenant"
+            )
+        ).fetchall()
+    return {row[0]: row[1] if row[2] and row[3] == "connected" else None for row in rows}
+
+
+def balanced(engine: Engine, workers: int) -> Counter[str] | None:
+    """The lease count per worker once every provider is held, connected, and shares are even."""
+    owners = holders(engine)
+    if any(owner is None for owner in owners.values()):
+        return None
+    counts = Counter(owner for owner in owners.values() if owner)
+    even = PROVIDERS / workers
+    if len(counts) != workers or any(abs(c - even) > 0.2 * even for c in counts.values()):
+        return None
+    return counts
+
+
+def test_workers_share_providers_evenly_and_take_over_after_sigkill(
+    environ: dict[str, str],
+    engine: Engine,
+    dovecot: DovecotServer,
+    redis_client: redis.Redis[bytes],
+    stream: str,
+    fleet: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    env = {
+        **environ,
+        "IMAP_LEASE_TTL_MS": str(LEASE_TTL_MS),
+        "IMAP_PROVIDER_REFRESH_MS": str(REFRESH_MS),
+        "EMAIL_SERVICE_LOG_LEVEL": "warning",
+    }
+    users = add_providers(engine, environ, dovecot)
+    for n in range(3):
+        fleet.append(WorkerProcess(env, tmp_path / f"worker-{n}.log"))
+    shares = wait_for(lambda: balanced(engine, 3), timeout_s=60, what="3 even shares")
+    assert sum(shares.values()) == PROVIDERS
+
+    fleet.append(WorkerProcess(env, tmp_path / "worker-3.log"))
+    wait_for(lambda: balanced(engine, 4), timeout_s=60, what="4 even shares after a join")
+
+    delivered: list[str] = []
+    victim = fleet[0]
+    for n, user in enumerate(users * 2):
+        message_id = f"<failover-{n}@example.com>"
+        dovecot.deliver(user, make_message(f"failover {n}", message_id=message_id))
+        delivered.append(message_id)
+        if n == PROVIDERS // 2:
+            victim.kill()
+            killed_at = time.monotonic()
+    wait_for(lambda: balanced(engine, 3), timeout_s=60, what="3 even shares after SIGKILL")
+    takeover_s = time.monotonic() - killed_at
+    assert takeover_s < (LEASE_TTL_MS + 2 * REFRESH_MS) / 1000 + 10
+
+    def published() -> list[dict[str, object]] | None:
+        events = stream_events(redis_client, stream)
+        return events if len(events) >= len(delivered) else None
+
+    events = wait_for(published, timeout_s=60, what=f"{len(delivered)} events")
+    time.sleep(0)  # the stream is read once more below; nothing else may arrive
+    events = stream_events(redis_client, stream)
+    ids = [e["payload"]["emailData"]["id"] for e in events]  # type: ignore[index]
+    assert len({e["event_id"] for e in events}) == len(events), "an event was published twice"
+    assert sorted(ids) == sorted(delivered), "a message is missing or doubled"
+    for worker in fleet[1:]:
+        assert worker.terminate() == 0
+    with engine.connect() as connection:
+        assert (
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM imap_email_provider_config WHERE lease_owner IS NOT NULL"
+                )
+            ).scalar()
+            == 0
+        ), "leases must be released on shutdown"

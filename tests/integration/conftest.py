@@ -1,0 +1,26 @@
+"""Fixtures for integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from email_service.store.engine import make_engine
+from email_service.store.migrate import upgrade_database
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database: each test using it runs on PostgreSQL and on SQLite."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("database_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'email-service.db'}"
+        upgrade_database(url)
+        upgrade_database(url)  # idempotent
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
