@@ -9,7 +9,23 @@ is a floor. The count of failures resets only after a connection has stayed up f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+#: Office 365: "... Suggested Backoff Time: 192 milliseconds" (also seen with seconds).
+_SUGGESTED_BACKOFF = re.compile(
+    r"suggested\s+backoff\s+time\s*:?\s*(\d+(?:\.\d+)?)\s*(milliseconds?|ms|seconds?|s)\b",
+    re.IGNORECASE,
+)
+#: Words in a server reply that mean "slow down", not "wrong password" or "broken".
+THROTTLE_MARKERS = (
+    "[THROTTLED]",
+    "[UNAVAILABLE]",
+    "[LIMIT]",
+    "TOO MANY SIMULTANEOUS CONNECTIONS",
+    "TOO MANY CONNECTIONS",
+    "SUGGESTED BACKOFF",
+)
 
 
 @dataclass(frozen=True)
@@ -34,8 +50,27 @@ def next_delay_s(
     return max(delay, 0.0)
 
 
-def failures_after_disconnect(policy: BackoffPolicy, failures: int, connected_for_s: float) -> int:
-    """The failure count after a connection that lasted ``connected_for_s`` ended in error."""
-    if connected_for_s >= policy.stable_s:
+def failures_after_disconnect(
+    policy: BackoffPolicy, failures: int, connected_for_s: float | None
+) -> int:
+    """The failure count after a connection ended in error.
+
+    ``connected_for_s`` is how long the session was up, or None when it never came up
+    (refused, or dropped before login finished): that never resets the count, whatever the
+    stable period is set to.
+    """
+    if connected_for_s is not None and connected_for_s >= policy.stable_s:
         return 1
     return failures + 1
+
+
+def classify_throttle(message: str) -> tuple[bool, float | None]:
+    """Whether a server reply asks us to back off, and the delay it suggests (seconds)."""
+    upper = message.upper()
+    if not any(marker in upper for marker in THROTTLE_MARKERS):
+        return False, None
+    match = _SUGGESTED_BACKOFF.search(message)
+    if match is None:
+        return True, None
+    amount = float(match.group(1))
+    return True, amount / 1000 if match.group(2).lower().startswith("m") else amount

@@ -37,6 +37,13 @@ def add_commands(commands: Any) -> None:
         help="comma-separated folders to monitor (default INBOX)",
     )
     add.add_argument("--tls-ca-file", default=None, help="CA certificate for a private CA")
+    add.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="IMAP connections this account may use at once (default "
+        "IMAP_MAX_CONNECTIONS_PER_ACCOUNT); folders beyond it are polled",
+    )
 
     actions.add_parser("list", help="list providers").add_argument("--tenant", default=None)
     remove = actions.add_parser("remove", help="delete a provider, its state and secrets")
@@ -122,6 +129,8 @@ def _add(
 ) -> int:
     if not 1 <= args.port <= 65535:
         raise InvalidSettings("--port: expected a port number from 1 to 65535")
+    if args.max_connections is not None and args.max_connections < 1:
+        raise InvalidSettings("--max-connections: expected a whole number of at least 1")
     password = _read_password(args, environ)
     new = NewProvider(
         tenant=args.tenant,
@@ -135,6 +144,7 @@ def _add(
             tls_ca_file=args.tls_ca_file,
         ),
         folders=_parse_folders(args.folders),
+        max_connections=args.max_connections,
     )
     provider_id = providers.add_provider(new)
     secrets.save_secret(args.tenant, f"imap_password_{provider_id}", password)

@@ -147,7 +147,7 @@ class ConnectionLoop:
             if self._stop.is_set():
                 break
             connected_at = self._connected_at
-            connected_for = time.monotonic() - connected_at if connected_at else 0.0
+            connected_for = None if connected_at is None else time.monotonic() - connected_at
             failures = failures_after_disconnect(self._policy, failures, connected_for)
             delay = next_delay_s(
                 self._policy, failures, random_unit=self._context.rng.random(), hint_s=hint_s

@@ -73,14 +73,15 @@ class FolderSync:
 
     def __init__(
         self,
-        key: FolderKey,
-        provider_type: str,
+        provider: ProviderConfig,
+        folder: str,
         fence: int,
         context: ListenerContext,
         stop: threading.Event,
     ) -> None:
-        self.key = key
-        self.provider_type = provider_type
+        self.provider = provider
+        self.key = FolderKey(provider.tenant, provider.id, folder)
+        self.provider_type = provider.provider_type
         self.fence = fence
         self.context = context
         self.settings = context.settings
@@ -120,7 +121,14 @@ class FolderSync:
             self._publish(cursor.uid_validity, entries)
             cursor = FolderCursor(cursor.uid_validity, batch[-1])
             self._save_cursor(cursor)
+        if not self.stop.is_set():
+            self._mark_synced()
         return cursor
+
+    @_retry_writes
+    def _mark_synced(self) -> None:
+        """``last_sync_at`` says when the folder was last known to be fully published."""
+        self.context.providers.mark_synced(self.provider, self.fence)
 
     def _build_entries(
         self, session: ImapSession, uid_validity: int, uids: Sequence[int]

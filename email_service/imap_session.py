@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from email_service.backoff import classify_throttle
 from email_service.errors import (
     AuthenticationFailed,
     ConnectionLost,
@@ -53,8 +54,6 @@ NEW_MAIL_LINE = re.compile(rb"^\* \d+ (EXISTS|RECENT)$", re.IGNORECASE)
 READ_CHUNK_BYTES = 65536
 #: Data items fetched per message; PEEK so nothing is marked \\Seen.
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"FLAGS", b"RFC822.SIZE"]
-#: Words in a server reply that mean "slow down", not "wrong password".
-THROTTLE_MARKERS = ("[THROTTLED]", "[UNAVAILABLE]", "TOO MANY", "SUGGESTED BACKOFF", "[LIMIT]")
 #: Words in a SELECT/EXAMINE failure that mean the folder does not exist.
 MISSING_FOLDER_MARKERS = (
     "[NONEXISTENT]",
@@ -112,9 +111,9 @@ def _text(value: Any) -> str:
 
 
 def _throttle_hint(message: str) -> ServerThrottled | None:
-    upper = message.upper()
-    if any(marker in upper for marker in THROTTLE_MARKERS):
-        return ServerThrottled(f"server asked to back off: {message[:200]}")
+    throttled, hint_s = classify_throttle(message)
+    if throttled:
+        return ServerThrottled(f"server asked to back off: {message[:200]}", hint_s)
     return None
 
 

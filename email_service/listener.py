@@ -50,7 +50,7 @@ class FolderListener(ConnectionLoop):
             start_delay_s=start_delay_s,
         )
         self.key = FolderKey(provider.tenant, provider.id, folder)
-        self._sync = FolderSync(self.key, provider.provider_type, fence, context, self._stop)
+        self._sync = FolderSync(provider, folder, fence, context, self._stop)
 
     def _bind_log_context(self) -> None:
         logs.bind_context(

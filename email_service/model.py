@@ -78,6 +78,7 @@ class NewProvider:
     folders: tuple[str, ...] = DEFAULT_FOLDERS
     provider_type: str = "imap"
     auth_type: str = "password"
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from email_service.connection_loop import ConnectionLoop
 from email_service.errors import FolderMissing
 from email_service.folder_sync import FolderSync, ListenerContext
 from email_service.imap_session import ImapSession
-from email_service.model import FolderCursor, FolderKey, ProviderConfig
+from email_service.model import FolderCursor, ProviderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +74,7 @@ class FolderPoller(ConnectionLoop):
         )
         self.folders = tuple(folders)
         self._syncs = tuple(
-            FolderSync(
-                FolderKey(provider.tenant, provider.id, folder),
-                provider.provider_type,
-                fence,
-                context,
-                self._stop,
-            )
-            for folder in self.folders
+            FolderSync(provider, folder, fence, context, self._stop) for folder in self.folders
         )
         self._followed: dict[str, _Followed] = {}
         self._selected: str | None = None

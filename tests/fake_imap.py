@@ -1,17 +1,27 @@
-"""A scriptable fake IMAP server for protocol quirks Dovecot will not produce.
+"""A scriptable fake IMAP server for protocol behaviour Dovecot will not produce.
 
 Only for those: everything else is tested against Dovecot. It speaks just enough IMAP4rev1
 for ``ImapSession`` (CAPABILITY, LOGIN, EXAMINE, NOOP, IDLE/DONE, LOGOUT); ``replies`` maps
 a command name to the exact bytes to send, so a test can bundle untagged responses the way
 a real server might.
+
+- ``fake_imap_server(replies)``: the port of a server for one client session.
+- ``FakeImapServer.start(replies, drop_after="LOGIN")``: any number of connections, one
+  thread each; with ``drop_after`` it closes every session right after its reply to that
+  command (a server that accepts the login, then drops the connection), and it records
+  the time of every LOGIN it receives (``login_times()``).
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from types import TracebackType
+from typing import BinaryIO
 
 Reply = Callable[[bytes], bytes]  # tag -> bytes to send
 
@@ -29,38 +39,139 @@ DEFAULT_REPLIES: dict[str, Reply] = {
     "LOGOUT": lambda tag: b"* BYE bye\r\n" + tag + b" OK done\r\n",
 }
 
+#: A synchronising (``{5}``) or non-synchronising (``{5+}``) literal at the end of a line.
+LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
+#: How long ``close()`` waits for each connection thread; they end as soon as shut down.
+JOIN_TIMEOUT_S = 5.0
+
+
+def _unknown(tag: bytes) -> bytes:
+    return tag + b" BAD unknown command\r\n"
+
+
+class FakeImapServer:
+    """Serves any number of IMAP connections on a free loopback port, one thread each."""
+
+    def __init__(self, replies: dict[str, Reply], drop_after: str | None) -> None:
+        self._table = {**DEFAULT_REPLIES, **replies}
+        self._drop_after = drop_after.upper() if drop_after else None
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._logins: list[float] = []
+        self._connections: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+        self._acceptor = threading.Thread(
+            target=self._accept, name=f"fake-imap-{self.port}", daemon=True
+        )
+
+    @classmethod
+    def start(
+        cls, replies: dict[str, Reply] | None = None, *, drop_after: str | None = None
+    ) -> FakeImapServer:
+        """A running server; ``drop_after`` names the command after whose reply it hangs up."""
+        server = cls(replies or {}, drop_after)
+        server._acceptor.start()
+        return server
+
+    def login_times(self) -> list[float]:
+        """``time.monotonic()`` of every LOGIN received so far, in order."""
+        with self._lock:
+            return list(self._logins)
+
+    def close(self) -> None:
+        """Stop accepting, hang up every open session, and wait for the threads."""
+        with self._lock:
+            self._closing = True
+            connections = list(self._connections)
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
+        self._listener.close()
+        for connection in connections:
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        self._acceptor.join(JOIN_TIMEOUT_S)
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(JOIN_TIMEOUT_S)
+
+    def __enter__(self) -> FakeImapServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                if self._closing:
+                    connection.close()
+                    return
+                self._connections.add(connection)
+                thread = threading.Thread(target=self._serve, args=(connection,), daemon=True)
+                self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        try:
+            with connection, connection.makefile("rb") as reader:
+                self._converse(connection, reader)
+        except OSError:
+            pass  # the client went away, or close() shut the connection down
+        finally:
+            with self._lock:
+                self._connections.discard(connection)
+
+    def _converse(self, connection: socket.socket, reader: BinaryIO) -> None:
+        connection.sendall(b"* OK fake ready\r\n")
+        idle_tag = b""
+        while line := self._read_command(connection, reader):
+            words = line.strip().split(b" ")
+            if words == [b"DONE"]:
+                connection.sendall(self._table["DONE"](idle_tag))
+                continue
+            if len(words) < 2:
+                connection.sendall(b"* BAD no command\r\n")
+                continue
+            tag, command = words[0], words[1].upper().decode("ascii", "replace")
+            if command == "LOGIN":
+                with self._lock:
+                    self._logins.append(time.monotonic())
+            if command == "IDLE":
+                idle_tag = tag
+            connection.sendall(self._table.get(command, _unknown)(tag))
+            if command in ("LOGOUT", self._drop_after):
+                return
+
+    @staticmethod
+    def _read_command(connection: socket.socket, reader: BinaryIO) -> bytes:
+        """One command line, its literals (``LOGIN {4}``) inlined; b"" at end of file."""
+        parts: list[bytes] = []
+        line = reader.readline()
+        if not line:
+            return b""
+        line = line.rstrip(b"\r\n")
+        while match := LITERAL.search(line):
+            if not match.group(2):
+                connection.sendall(b"+ go ahead\r\n")
+            parts += [line[: match.start()], reader.read(int(match.group(1)))]
+            line = reader.readline().rstrip(b"\r\n")
+        return b"".join([*parts, line]) or b" "
+
 
 @contextmanager
 def fake_imap_server(replies: dict[str, Reply]) -> Iterator[int]:
-    """Serve one connection on a free loopback port; yields the port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    table = {**DEFAULT_REPLIES, **replies}
-    done = threading.Event()
-
-    def serve() -> None:
-        connection, _ = listener.accept()
-        with connection:
-            connection.sendall(b"* OK fake ready\r\n")
-            reader = connection.makefile("rb")
-            idle_tag = b""
-            for line in reader:
-                words = line.strip().split(b" ")
-                if words == [b"DONE"]:
-                    connection.sendall(table["DONE"](idle_tag))
-                    continue
-                tag, command = words[0], words[1].upper().decode()
-                if command == "IDLE":
-                    idle_tag = tag
-                connection.sendall(table.get(command, lambda t: t + b" BAD unknown\r\n")(tag))
-                if command == "LOGOUT":
-                    break
-        done.set()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield port
-    finally:
-        listener.close()
-        thread.join(5)
+    """Serve a client session on a free loopback port; yields the port."""
+    with FakeImapServer.start(replies) as server:
+        yield server.port

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, Connection, Engine, select, update
 
-from email_service.errors import LeaseLost
 from email_service.model import FolderCursor, FolderKey
 from email_service.store.engine import transaction
+from email_service.store.fencing import check_fence
 from email_service.store.schema import imap_email_provider_config, imap_folder_state
 
 _state = imap_folder_state
@@ -49,7 +49,7 @@ class CursorStore:
         """Set the cursor outright (new folder, or UIDVALIDITY changed)."""
         now = datetime.now(UTC)
         with transaction(self._engine) as connection:
-            _check_fence(connection, key, fence)
+            check_fence(connection, key.tenant, key.provider_id, fence)
             changed = connection.execute(
                 update(_state)
                 .where(*_key_filter(key))
@@ -78,7 +78,7 @@ class CursorStore:
         """Move ``last_uid`` forward (never back) within the same UIDVALIDITY."""
         now = datetime.now(UTC)
         with transaction(self._engine) as connection:
-            _check_fence(connection, key, fence)
+            check_fence(connection, key.tenant, key.provider_id, fence)
             connection.execute(
                 update(_state)
                 .where(
@@ -89,25 +89,6 @@ class CursorStore:
                 .values(last_uid=cursor.last_uid, last_seen_at=now, updated_at=now)
             )
             _refresh_folder_state_json(connection, key)
-
-
-def _check_fence(connection: Connection, key: FolderKey, fence: int) -> None:
-    """Lock the provider's config row and check the fence, or raise ``LeaseLost``.
-
-    The row lock (a no-op UPDATE that matches only with the right fence) serialises cursor
-    writes of one provider against a lease take by another worker.
-    """
-    matched = connection.execute(
-        update(_config)
-        .where(
-            _config.c.email_provider_id == key.provider_id,
-            _config.c.tenant == key.tenant,
-            _config.c.lease_fence == fence,
-        )
-        .values(lease_fence=fence)
-    ).rowcount
-    if matched == 0:
-        raise LeaseLost(f"provider {key.provider_id}: fencing value {fence} is stale")
 
 
 def _refresh_folder_state_json(connection: Connection, key: FolderKey) -> None:

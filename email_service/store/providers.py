@@ -12,6 +12,7 @@ from sqlalchemy import Engine, Row, and_, delete, select, update
 from email_service.errors import LeaseLost, ProviderNotFound
 from email_service.model import DEFAULT_FOLDERS, ImapEndpoint, NewProvider, ProviderConfig, Security
 from email_service.store.engine import transaction
+from email_service.store.fencing import check_fence
 from email_service.store.schema import (
     email_providers,
     email_secrets,
@@ -130,6 +131,7 @@ class ProviderStore:
                     lease_fence=0,
                     tls_ca_file=new.endpoint.tls_ca_file,
                     connection_timeout_ms=new.endpoint.timeout_ms,
+                    max_connections=new.max_connections,
                     socket_keepalive=new.endpoint.socket_keepalive,
                     created_at=now,
                     updated_at=now,
@@ -188,6 +190,16 @@ class ProviderStore:
                     _config.c.email_provider_id == provider.id, _config.c.tenant == provider.tenant
                 )
                 .values(updated_at=_now())
+            )
+
+    def mark_synced(self, provider: ProviderConfig, fence: int) -> None:
+        """Set ``last_sync_at`` to now (fenced; status and errors are left alone)."""
+        with transaction(self._engine) as connection:
+            check_fence(connection, provider.tenant, provider.id, fence)
+            connection.execute(
+                update(_providers)
+                .where(_providers.c.id == provider.id, _providers.c.tenant == provider.tenant)
+                .values(last_sync_at=_now())
             )
 
     def save_status(

@@ -123,7 +123,7 @@ def test_sigkill_in_the_middle_of_a_backlog_loses_nothing_and_doubles_nothing(
     workers: list[WorkerProcess],
     tmp_path: Path,
 ) -> None:
-    env = {**environ, "IMAP_FETCH_BATCH_SIZE": "10"}
+    env = {**environ, "IMAP_FETCH_BATCH_SIZE": "10", "IMAP_LEASE_TTL_MS": "3000"}
     provider_id = add_provider(env, dovecot, mail_user)
     listed = cli("provider", "list", env=env)
     assert provider_id in listed.stdout and "acme" in listed.stdout

@@ -130,11 +130,14 @@ def test_three_folders_on_one_connection_each_message_once(
     assert len(events) == 4
     assert subjects(events)[-1] == "again to Billing"
     assert len({e["event_id"] for e in events}) == 4
-    assert {f: c.last_uid for f, c in poller.known_cursors().items()} == {
-        "Sales": 1,
-        "Billing": 2,
-        "Support": 1,
-    }
+    wait_for(  # the poller's own copy moves right after the database's
+        lambda: (
+            {f: c.last_uid for f, c in poller.known_cursors().items()}
+            == {"Sales": 1, "Billing": 2, "Support": 1}
+        ),
+        timeout_s=5,
+        what="the poller's cursors",
+    )
     assert logins.calls == 1, "the poller opened more than one IMAP connection"
     assert poller.state in ("polling", "syncing")
 

@@ -40,10 +40,44 @@ def test_next_delay(
 
 @pytest.mark.parametrize(
     ("failures", "connected_for_s", "expected"),
-    [(0, 0.0, 1), (4, 5.0, 5), (4, 119.9, 5), (9, 120.0, 1), (9, 3600.0, 1)],
-    ids=["first-failure", "dropped-after-login", "just-short-of-stable", "stable", "long-lived"],
+    [(0, 0.0, 1), (4, 5.0, 5), (4, 119.9, 5), (9, 120.0, 1), (9, 3600.0, 1), (4, None, 5)],
+    ids=[
+        "first-failure",
+        "dropped-after-login",
+        "just-short-of-stable",
+        "stable",
+        "long-lived",
+        "never-connected",
+    ],
 )
 def test_failures_reset_only_after_stable_period(
-    failures: int, connected_for_s: float, expected: int
+    failures: int, connected_for_s: float | None, expected: int
 ) -> None:
     assert failures_after_disconnect(POLICY, failures, connected_for_s) == expected
+
+
+def test_never_connected_never_resets_even_with_zero_stable_period() -> None:
+    zero = BackoffPolicy(base_s=1.0, max_s=300.0, jitter_pct=0.5, stable_s=0.0)
+    assert failures_after_disconnect(zero, 7, None) == 8
+    assert failures_after_disconnect(zero, 7, 0.0) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("[AUTHENTICATIONFAILED] Authentication failed.", (False, None)),
+        (
+            "[THROTTLED] Request is throttled. Suggested Backoff Time: 192 milliseconds",
+            (True, 0.192),
+        ),
+        ("[UNAVAILABLE] Suggested Backoff Time: 30 seconds", (True, 30.0)),
+        ("Too many simultaneous connections. (Failure)", (True, None)),
+        ("[LIMIT] too many connections from your address", (True, None)),
+        ("OK", (False, None)),
+    ],
+    ids=["auth-failure", "o365-ms", "seconds", "gmail-too-many", "limit", "plain"],
+)
+def test_classify_throttle(message: str, expected: tuple[bool, float | None]) -> None:
+    from email_service.backoff import classify_throttle
+
+    assert classify_throttle(message) == expected
