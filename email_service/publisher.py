@@ -8,6 +8,9 @@ UIDs again on restart; the script skips them. Because UIDs are published in asce
 order per folder, one integer per folder is all the state this takes, instead of one
 dedupe key per message.
 
+The same script counts events and dead letters per folder in a stats hash
+(``redis_keys.provider_stats_key``) for the status API.
+
 The mark expires ``EMAIL_SERVICE_PUBLISHED_MARK_TTL_S`` after the folder's last publish;
 the cursor in the database is written right after each publish, so the mark only has to
 outlive that gap. Nothing here trims the stream.
@@ -24,7 +27,7 @@ import redis
 
 from email_service.errors import PublishFailed
 from email_service.model import FolderKey
-from email_service.redis_keys import published_mark_key
+from email_service.redis_keys import provider_stats_key, published_mark_key
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ _PUBLISH_SCRIPT = """
 local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
 local ttl = tonumber(ARGV[1])
 local results = {}
-local i = 2
+local i = 3
 while i <= #ARGV do
   local uid = tonumber(ARGV[i])
   local target = ARGV[i + 1]
@@ -47,8 +50,15 @@ while i <= #ARGV do
   i = i + 3 + count * 2
   if uid > mark then
     local stream = KEYS[1]
-    if target == 'dlq' then stream = KEYS[3] end
-    table.insert(results, redis.call('XADD', stream, '*', unpack(fields)))
+    local counter = 'events:'
+    if target == 'dlq' then
+      stream = KEYS[3]
+      counter = 'dead_letters:'
+    end
+    local id = redis.call('XADD', stream, '*', unpack(fields))
+    table.insert(results, id)
+    redis.call('HINCRBY', KEYS[4], counter .. ARGV[2], 1)
+    redis.call('HSET', KEYS[4], 'last_event_ms:' .. ARGV[2], string.match(id, '^(%d+)'))
     mark = uid
   else
     table.insert(results, '')
@@ -111,12 +121,17 @@ class EventPublisher:
         uids = [entry.uid for entry in entries]
         if uids != sorted(set(uids)):
             raise ValueError("entries must have strictly ascending UIDs")
-        args: list[Any] = [self._mark_ttl_s]
+        args: list[Any] = [self._mark_ttl_s, key.folder]
         for entry in entries:
             args += [entry.uid, "dlq" if entry.dead_letter else "event", len(entry.fields)]
             for name, value in entry.fields.items():
                 args += [name, value]
-        keys = [self._stream, published_mark_key(key, uid_validity), self._dlq_stream]
+        keys = [
+            self._stream,
+            published_mark_key(key, uid_validity),
+            self._dlq_stream,
+            provider_stats_key(key.tenant, key.provider_id),
+        ]
         try:
             reply = self._script(keys=keys, args=args)
         except redis.RedisError as exc:

@@ -17,3 +17,12 @@ def published_mark_key(key: FolderKey, uid_validity: int) -> str:
     """
     suffix = json.dumps([key.tenant, key.provider_id, key.folder, uid_validity])
     return f"{KEY_PREFIX}:published:{suffix}"
+
+
+def provider_stats_key(tenant: str, provider_id: str) -> str:
+    """Hash of per-folder counters kept by the publish script, for the status API.
+
+    Fields: ``events:<folder>`` and ``dead_letters:<folder>`` (counts) and
+    ``last_event_ms:<folder>`` (Redis server time of the newest entry).
+    """
+    return f"{KEY_PREFIX}:stats:{json.dumps([tenant, provider_id])}"

@@ -7,7 +7,7 @@ import redis
 
 from email_service.model import FolderKey
 from email_service.publisher import EventPublisher, StreamEntry
-from email_service.redis_keys import published_mark_key
+from email_service.redis_keys import provider_stats_key, published_mark_key
 from tests.helpers import stream_events, unique
 
 pytestmark = pytest.mark.integration
@@ -50,3 +50,18 @@ def test_marks_are_per_folder_and_uidvalidity(
 def test_uids_must_ascend(publisher: EventPublisher) -> None:
     with pytest.raises(ValueError, match="ascending"):
         publisher.publish_folder_batch(KEY, 1, [entry(2), entry(1)])
+
+
+def test_the_script_counts_events_and_dead_letters_per_folder(
+    publisher: EventPublisher, redis_client: redis.Redis[bytes]
+) -> None:
+    key = FolderKey(unique("tenant"), "provider", "INBOX")
+    publisher.publish_folder_batch(key, 1, [entry(1), entry(2, dead=True), entry(3)])
+    publisher.publish_folder_batch(key, 1, [entry(3)])  # skipped: not counted again
+    stats = {
+        k.decode(): v.decode()
+        for k, v in redis_client.hgetall(provider_stats_key(key.tenant, key.provider_id)).items()
+    }
+    assert stats["events:INBOX"] == "2"
+    assert stats["dead_letters:INBOX"] == "1"
+    assert int(stats["last_event_ms:INBOX"]) > 0
