@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from email_service import cli_provider, demo, tail
+from email_service import cli_dlq, cli_provider, demo, tail
 from email_service.errors import EmailServiceError, InvalidSettings
 from email_service.logs import configure_logging
 from email_service.secretbox import SecretBox, generate_key
@@ -40,6 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of /health, /ready, /metrics (default EMAIL_SERVICE_HTTP_PORT)",
     )
 
+    api = commands.add_parser(
+        "api", help="serve the provider API for the tenant UI, with /health, /ready, /metrics"
+    )
+    api.add_argument(
+        "--port", type=int, default=None, help="port to listen on (default EMAIL_SERVICE_API_PORT)"
+    )
+    token = commands.add_parser(
+        "api-token",
+        help="print an HS256 API token for a tenant, signed with EMAIL_SERVICE_API_JWT_SECRET "
+        "(for development and curl)",
+    )
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds (3600)")
+
     keys = commands.add_parser("keys", help="secret keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"
     )
@@ -48,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_provider.add_commands(commands)
     tail.add_command(commands)
+    cli_dlq.add_command(commands)
     demo.add_command(commands)
     return parser
 
@@ -55,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env(environ, default_worker_id=f"{os.uname().nodename}-{os.getpid()}")
-    quiet = args.command in {"provider", "events", "keys"} or (
+    quiet = args.command in {"provider", "events", "keys", "api-token", "dlq"} or (
         args.command == "demo" and "EMAIL_SERVICE_LOG_LEVEL" not in environ
     )
     configure_logging(
@@ -75,6 +90,19 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
                 http_port=args.http_port if args.http_port is not None else settings.http_port,
             )
             return 0
+        case "api":
+            from email_service.api.parts import ApiParts
+            from email_service.api.server import run_api
+
+            parts = ApiParts.build(settings)  # settings errors first, before touching the database
+            upgrade_database(settings.database_url)
+            run_api(parts, port=args.port if args.port is not None else settings.api_port)
+            return 0
+        case "api-token":
+            from email_service.api.auth import sign_token
+
+            print(sign_token(settings, args.tenant, ttl_s=args.ttl_s))
+            return 0
         case "keys":
             if args.keys_command == "generate":
                 print(generate_key())
@@ -88,6 +116,8 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
             return cli_provider.run(args, settings, environ)
         case "events":
             return tail.run(args, settings)
+        case "dlq":
+            return cli_dlq.run(args, settings)
         case "demo":
             return demo.run(args, settings, environ)
     raise AssertionError(args.command)  # pragma: no cover

@@ -20,19 +20,37 @@ str, int, bool, None, list and dict only. The choices the contract leaves open:
   ``contentId`` keeps its angle brackets, as in the message (and as nodemailer gave it).
 - ``headers`` maps each header name, spelled as at its first occurrence, to its unfolded,
   RFC 2047-decoded value; repeated fields (Received, ...) are joined with "\\n" in message
-  order, and each value is cut to ``HEADER_VALUE_MAX_BYTES`` of UTF-8.
+  order, and each value is cut to ``HEADER_VALUE_MAX_BYTES`` of UTF-8 (``subject`` too).
+- Message ids longer than ``MESSAGE_ID_MAX_BYTES`` are not ids (RFC 5322 lines end at 998);
+  each address part is cut to ``ADDRESS_PART_MAX_BYTES``.
+- Caps (``limits``) leave things out and say so in ``ingressSkipReasons``; text that was not
+  decoded as its charset label promised is listed in ``charsetIssues``
+  (``[{part, declared, decodedAs, issue, lossy?}]``). Both are additive and appear only
+  when non-empty.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
+from email_service.charsets import CharsetIssue
+from email_service.limits import (
+    MAX_RECIPIENTS,
+    MAX_REFERENCES,
+    IngressLimits,
+    SkipReason,
+    bounded_skips,
+    cap_attachments,
+    cap_headers,
+    cap_list,
+    cap_text,
+)
 from email_service.parsing import AttachmentInfo, Mailbox, ParsedMessage
 
 #: Provider types of the contract (DESIGN.md section 4).
@@ -41,6 +59,10 @@ PROVIDER_TYPES = frozenset({"imap", "google", "microsoft"})
 #: Longest header value in an event, in bytes of UTF-8: a DKIM signature or a long list of
 #: recipients fits, while one giant header cannot swell every consumer's copy of the event.
 HEADER_VALUE_MAX_BYTES = 8 * 1024
+#: Longest message id taken as one: RFC 5322 lines end at 998 characters.
+MESSAGE_ID_MAX_BYTES = 998
+#: Longest display name or address kept: real ones are far shorter (an address at most 254).
+ADDRESS_PART_MAX_BYTES = 1024
 
 #: Extension of the name given to an unnamed attachment ("attachment" plus this), so that a
 #: consumer saving it picks a sensible program; other types get no extension.
@@ -103,30 +125,53 @@ def iso_utc(moment: datetime) -> str:
     return utc.isoformat(timespec="milliseconds") + "Z"
 
 
-def build_email_data(message: ParsedMessage, meta: MessageMeta, raw_sha256: str) -> dict[str, Any]:
-    """The ``emailData`` object of the INBOUND_EMAIL_RECEIVED event for one message."""
+def build_email_data(
+    message: ParsedMessage,
+    meta: MessageMeta,
+    raw_sha256: str,
+    limits: IngressLimits | None = None,
+    skips: Sequence[SkipReason] = (),
+) -> dict[str, Any]:
+    """The ``emailData`` object of the INBOUND_EMAIL_RECEIVED event for one message.
+
+    ``limits`` caps attachments, body and headers (default: the settings' defaults);
+    ``skips`` are reasons found before parsing (a message not downloaded whole).
+    """
+    limits = limits or IngressLimits()
+    skipped = list(skips)
     own_ids = _message_ids([message.message_id] if message.message_id else [])
     own_id = own_ids[0] if own_ids else f"imap-hash-{raw_sha256}-{meta.uid}"
     references = _message_ids(message.references)
     replied = _message_ids([message.in_reply_to] if message.in_reply_to else [])
     in_reply_to = replied[0] if replied else None
     received = message.date or meta.internal_date
-    return {
+    data: dict[str, Any] = {
         "id": own_id,
         "provider": meta.provider_type,
         "providerId": meta.provider_id,
         "tenant": meta.tenant,
         "receivedAt": iso_utc(received) if received else None,
-        "from": _address(_author(message)),
-        "to": [_address(mailbox) for mailbox in message.to],
-        "cc": [_address(mailbox) for mailbox in message.cc],
-        "subject": message.subject,
-        "body": _body(message),
-        "attachments": [_attachment(attachment) for attachment in message.attachments],
+        "from": _address(_author(message), "from", skipped),
+        "to": _addresses(message.to, "to", skipped),
+        "cc": _addresses(message.cc, "cc", skipped),
+        "subject": cap_text(
+            message.subject,
+            HEADER_VALUE_MAX_BYTES,
+            skipped,
+            kind="header",
+            reason="header_value_over_max_bytes",
+            headerName="Subject",
+        ),
+        "body": _body(message, limits, skipped),
+        "attachments": cap_attachments(
+            [_attachment(attachment) for attachment in message.attachments], limits, skipped
+        ),
         "threadId": references[0] if references else in_reply_to or own_id,
         "inReplyTo": in_reply_to,
-        "references": references,
-        "headers": _headers(message.headers),
+        "references": cap_list(
+            references, MAX_REFERENCES, skipped, kind="references", field="references"
+        ),
+        "headers": cap_headers(_headers(message.headers, skipped), limits, skipped),
         "imap": {
             "folder": meta.folder,
             "uid": meta.uid,
@@ -136,6 +181,23 @@ def build_email_data(message: ParsedMessage, meta: MessageMeta, raw_sha256: str)
             "flags": list(meta.flags),
         },
     }
+    if skipped:
+        data["ingressSkipReasons"] = bounded_skips(skipped)
+    if message.charset_issues:
+        data["charsetIssues"] = [_charset_issue(issue) for issue in message.charset_issues]
+    return data
+
+
+def _charset_issue(issue: CharsetIssue) -> dict[str, str | bool]:
+    item: dict[str, str | bool] = {
+        "part": issue.part,
+        "declared": issue.declared,
+        "decodedAs": issue.decoded_as,
+        "issue": issue.issue,
+    }
+    if issue.lossy:
+        item["lossy"] = True
+    return item
 
 
 def _message_ids(values: Iterable[str]) -> list[str]:
@@ -152,7 +214,11 @@ def _message_ids(values: Iterable[str]) -> list[str]:
             tokens = ["".join(token.split()) for token in bracketed]
         else:
             tokens = [token for token in _ID_SEPARATORS.split(value) if "@" in token]
-        found.extend(f"<{token}>" for token in tokens if token)
+        found.extend(
+            f"<{token}>"
+            for token in tokens
+            if token and len(token.encode("utf-8")) <= MESSAGE_ID_MAX_BYTES
+        )
     return list(dict.fromkeys(found))
 
 
@@ -163,18 +229,39 @@ def _author(message: ParsedMessage) -> Mailbox:
     return Mailbox(name="", email="")
 
 
-def _address(mailbox: Mailbox) -> dict[str, str]:
-    if mailbox.name:
-        return {"email": mailbox.email, "name": mailbox.name}
-    return {"email": mailbox.email}
+def _addresses(
+    mailboxes: Sequence[Mailbox], field: str, skipped: list[SkipReason]
+) -> list[dict[str, str]]:
+    kept = cap_list(list(mailboxes), MAX_RECIPIENTS, skipped, kind="recipients", field=field)
+    return [_address(mailbox, field, skipped) for mailbox in kept]
 
 
-def _body(message: ParsedMessage) -> dict[str, str]:
+def _address(mailbox: Mailbox, field: str, skipped: list[SkipReason]) -> dict[str, str]:
+    parts = {"email": mailbox.email, "name": mailbox.name}
+    for key, value in parts.items():
+        size = len(value.encode("utf-8"))
+        if size > ADDRESS_PART_MAX_BYTES:
+            parts[key] = _bounded(value, ADDRESS_PART_MAX_BYTES)
+            skip = {"type": "address", "reason": "address_over_max_bytes", "field": field}
+            skipped.append(skip | {"size": size, "cap": ADDRESS_PART_MAX_BYTES})
+    if parts["name"]:
+        return {"email": parts["email"], "name": parts["name"]}
+    return {"email": parts["email"]}
+
+
+def _body(
+    message: ParsedMessage, limits: IngressLimits, skipped: list[SkipReason]
+) -> dict[str, str]:
+    cap = limits.max_body_text_bytes
+    html = message.html
+    if html is not None:
+        html = cap_text(html, cap, skipped, kind="body", reason="body_html_over_max_bytes")
     text = message.text or ""
-    if not text.strip() and message.html:
-        text = html_to_text(message.html)
-    if message.html:
-        return {"text": text, "html": message.html}
+    if not text.strip() and html:
+        text = html_to_text(html)
+    text = cap_text(text, cap, skipped, kind="body", reason="body_text_over_max_bytes")
+    if html:
+        return {"text": text, "html": html}
     return {"text": text}
 
 
@@ -193,21 +280,31 @@ def _attachment(attachment: AttachmentInfo) -> dict[str, str | int | bool]:
     return item
 
 
-def _headers(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
+def _headers(fields: Iterable[tuple[str, str]], skipped: list[SkipReason]) -> dict[str, str]:
     spelling: dict[str, str] = {}
     values: dict[str, list[str]] = {}
     for name, value in fields:
         key = name.lower()
         spelling.setdefault(key, name)
         values.setdefault(key, []).append(value)
-    return {spelling[key]: _bounded("\n".join(joined)) for key, joined in values.items()}
+    return {
+        spelling[key]: cap_text(
+            "\n".join(joined),
+            HEADER_VALUE_MAX_BYTES,
+            skipped,
+            kind="header",
+            reason="header_value_over_max_bytes",
+            headerName=_bounded(spelling[key], 256),
+        )
+        for key, joined in values.items()
+    }
 
 
-def _bounded(value: str) -> str:
+def _bounded(value: str, max_bytes: int) -> str:
     encoded = value.encode("utf-8")
-    if len(encoded) <= HEADER_VALUE_MAX_BYTES:
+    if len(encoded) <= max_bytes:
         return value
-    return encoded[:HEADER_VALUE_MAX_BYTES].decode("utf-8", "ignore")
+    return encoded[:max_bytes].decode("utf-8", "ignore")
 
 
 # --- HTML to text ---

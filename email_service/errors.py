@@ -19,6 +19,9 @@ Every error we raise or translate a library's exception into is one of these::
         ├── SecretUndecryptable  no key in EMAIL_SERVICE_SECRET_KEYS opens the secret
         ├── LeaseLost            another worker owns the provider now (fencing check failed)
         ├── MessageUnparseable   a message cannot be turned into an event (goes to the DLQ)
+        │   └── EventTooLarge    its event exceeds EMAIL_SERVICE_MAX_EVENT_BYTES even shrunk
+        ├── ReplayImpossible     a dead letter's message cannot be had again (UIDVALIDITY
+        │                        changed, expunged, provider removed)
         ├── ProviderNotFound     no such provider for this tenant
         └── StorageConflict      a write broke a constraint (a duplicate, a missing parent)
 
@@ -96,6 +99,14 @@ class LeaseLost(PermanentError):
 
 class MessageUnparseable(PermanentError):
     """A message cannot be turned into an event; it goes to the dead-letter stream."""
+
+
+class EventTooLarge(MessageUnparseable):
+    """Even with everything optional left out, the event exceeds the entry bound."""
+
+
+class ReplayImpossible(PermanentError):
+    """A dead letter's message cannot be fetched again (UIDVALIDITY changed, expunged...)."""
 
 
 class ProviderNotFound(PermanentError):

@@ -4,33 +4,55 @@
 STATUS poller both call ``open_folder`` after EXAMINE and ``catch_up`` whenever the folder
 may have changed. The cursor moves only after the events of its UIDs are in Redis; the
 publisher skips UIDs already published, so a crash between the two publishes nothing twice.
+
+Catching up, per chunk of ``SIZES_PER_FETCH`` UIDs above the cursor::
+
+    UID FETCH RFC822.SIZE ─► plan_fetch_batches (limits.py): consecutive batches by size
+      ├─ whole:   UID FETCH BODY.PEEK[] (at most IMAP_FETCH_BATCH_SIZE and 8 MiB a batch)
+      ├─ headers: above IMAP_MAX_RAW_MIME_BYTES: header section + BODYSTRUCTURE, then the
+      │           body text parts, each cut to what IMAP_MAX_BODY_TEXT_BYTES can use
+      └─ missing: no size after the retries: a dead letter (``unfetchable``)
+    ─► ingest.build_entry: event or dead letter ─► publish ─► cursor := batch's last UID
+
+No message can stop the folder:
+
+- A UID the server lists but does not return (some announce a message before it can be
+  fetched) is asked again ``UNFETCHABLE_TRIES`` times, ``UNFETCHABLE_RETRY_S`` apart; one
+  that SEARCH no longer lists was expunged and is skipped; the rest are dead letters.
+- A FETCH that fails the command or the connection (Dovecot answers an unreadable message
+  file with ``BYE``) counts against each UID in it, across reconnects. UIDs with a count are
+  fetched alone from then on; a UID whose own fetch failed ``FETCH_FAILURE_LIMIT`` times is
+  a dead letter without another try.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from email_service.email_data import MessageMeta, build_email_data, sha256_hex
-from email_service.errors import MessageUnparseable, PublishFailed, StorageUnavailable
-from email_service.events import (
-    build_dead_letter_fields,
-    build_event_fields,
-    choose_execution_id,
-    event_id_for,
+from email_service.errors import (
+    ConnectionLost,
+    ImapCommandFailed,
+    PublishFailed,
+    StorageUnavailable,
 )
-from email_service.imap_session import FetchedMessage, FolderStatus, ImapSession, PasswordLogin
+from email_service.events import StreamEntry
+from email_service.fetched import Fetched, FetchedHeaders, FetchedMessage
+from email_service.imap_session import FolderStatus, ImapSession, PasswordLogin
+from email_service.ingest import IngestTarget, build_entry, sections_to_fetch, unfetchable_entry
+from email_service.limits import HEADERS, MISSING, FetchBatch, IngressLimits, plan_fetch_batches
 from email_service.metrics import Metrics
 from email_service.model import FolderCursor, FolderKey, ProviderConfig
-from email_service.parsing import parse_message
-from email_service.publisher import EventPublisher, StreamEntry
+from email_service.publisher import EventPublisher
 from email_service.settings import Settings
 from email_service.store.cursors import CursorStore
 from email_service.store.providers import ProviderStore
@@ -38,11 +60,19 @@ from email_service.sync_plan import CatchUp, Rebaseline, plan_baseline, plan_syn
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Tries for a UID that SEARCH listed but FETCH did not return (some servers announce a
 #: message before it can be fetched); after that it goes to the dead-letter stream.
 UNFETCHABLE_TRIES = 3
 #: Seconds between those tries.
 UNFETCHABLE_RETRY_S = 0.5
+#: Failed fetches (command refused or connection lost) of one UID on its own before it is a
+#: dead letter: a transient fault rarely hits the same message three times in a row.
+FETCH_FAILURE_LIMIT = 3
+#: UIDs whose sizes are asked in one command (a UID set of this many fits any server's
+#: command line).
+SIZES_PER_FETCH = 500
 #: Tries of one publish or cursor write before the caller reconnects and starts over.
 WRITE_TRIES = 3
 
@@ -68,6 +98,33 @@ class ListenerContext:
     rng: random.Random = field(default_factory=random.Random)
 
 
+@dataclass
+class FetchFailures:
+    """UIDs whose fetch failed, how often, and the last error; kept across reconnects."""
+
+    counts: dict[int, int] = field(default_factory=dict)
+    last_error: dict[int, str] = field(default_factory=dict)
+
+    def record(self, uids: Sequence[int], error: str) -> None:
+        for uid in uids:
+            self.counts[uid] = self.counts.get(uid, 0) + 1
+            self.last_error[uid] = error
+
+    def clear(self, uids: Sequence[int]) -> None:
+        for uid in uids:
+            self.counts.pop(uid, None)
+            self.last_error.pop(uid, None)
+
+    def given_up(self, uid: int) -> bool:
+        return self.counts.get(uid, 0) >= FETCH_FAILURE_LIMIT
+
+    def describe(self, uid: int) -> str:
+        return (
+            f"fetching it failed {self.counts.get(uid, 0)} times; "
+            f"last: {self.last_error.get(uid, '')}"
+        )
+
+
 class FolderSync:
     """Moves one folder's messages above its cursor to the stream."""
 
@@ -85,7 +142,9 @@ class FolderSync:
         self.fence = fence
         self.context = context
         self.settings = context.settings
+        self.limits = IngressLimits.from_settings(context.settings)
         self.stop = stop
+        self._failures = FetchFailures()
 
     def open_folder(self, session: ImapSession) -> tuple[FolderStatus, FolderCursor]:
         """EXAMINE the folder and return its status and the cursor to catch up from."""
@@ -114,13 +173,26 @@ class FolderSync:
 
     def catch_up(self, session: ImapSession, cursor: FolderCursor) -> FolderCursor:
         uids = session.search_uids_after(cursor.last_uid)
-        for batch in split_batches(uids, self.settings.fetch_batch_size):
+        target = IngestTarget(
+            key=self.key,
+            provider_type=self.provider_type,
+            uid_validity=cursor.uid_validity,
+            limits=self.limits,
+            channel_by_tenant=self.settings.event_channel_by_tenant,
+        )
+        for chunk in split_batches(uids, SIZES_PER_FETCH):
             if self.stop.is_set():
                 break
-            entries = self._build_entries(session, cursor.uid_validity, batch)
-            self._publish(cursor.uid_validity, entries)
-            cursor = FolderCursor(cursor.uid_validity, batch[-1])
-            self._save_cursor(cursor)
+            sizes = self._load_sizes(session, chunk)
+            for batch in plan_fetch_batches(sizes, self.limits):
+                if self.stop.is_set():
+                    break
+                entries = self._build_entries(session, target, batch)
+                if self.stop.is_set():  # a retry wait cut short: what is missing is not lost
+                    break
+                self._publish(cursor.uid_validity, entries)
+                cursor = FolderCursor(cursor.uid_validity, batch.uids[-1])
+                self._save_cursor(cursor)
         if not self.stop.is_set():
             self._mark_synced()
         return cursor
@@ -130,105 +202,130 @@ class FolderSync:
         """``last_sync_at`` says when the folder was last known to be fully published."""
         self.context.providers.mark_synced(self.provider, self.fence)
 
-    def _build_entries(
-        self, session: ImapSession, uid_validity: int, uids: Sequence[int]
-    ) -> list[StreamEntry]:
-        fetched = {message.uid: message for message in session.fetch_messages(uids)}
+    def _fetch_isolated(
+        self, uids: Sequence[int], fetch: Callable[[Sequence[int]], Mapping[int, T]]
+    ) -> dict[int, T]:
+        """``fetch`` the ``uids``, each UID that failed before on its own; a failure counts
+        against every UID of the failed command and is raised. UIDs given up are skipped.
+        Counts are cleared once a UID has its entry (``_build_entries``), not on a success
+        here: a message whose size fetches fine can still break the fetch of its body."""
+        suspects = [uid for uid in uids if uid in self._failures.counts]
+        fresh = [uid for uid in uids if uid not in self._failures.counts]
+        found: dict[int, T] = {}
+        for group in ([fresh] if fresh else []) + [[uid] for uid in suspects]:
+            if self._failures.given_up(group[0]):
+                continue
+            try:
+                found.update(fetch(group))
+            except (ConnectionLost, ImapCommandFailed) as exc:
+                if not self.stop.is_set():  # a stop cuts the connection: not the message's fault
+                    self._failures.record(group, str(exc))
+                    logger.warning("fetching %d uids from %d failed: %s", len(group), group[0], exc)
+                raise
+        return found
+
+    def _fetch_with_retries(
+        self, uids: Sequence[int], fetch: Callable[[Sequence[int]], Mapping[int, T]]
+    ) -> dict[int, T]:
+        """``_fetch_isolated``, asking again for UIDs the server left out."""
+        found = self._fetch_isolated(uids, fetch)
         for _ in range(UNFETCHABLE_TRIES - 1):
-            missing = [uid for uid in uids if uid not in fetched]
+            missing = [u for u in uids if u not in found and not self._failures.given_up(u)]
             if not missing or self.stop.wait(UNFETCHABLE_RETRY_S):
                 break
-            fetched.update({m.uid: m for m in session.fetch_messages(missing)})
-        entries = []
-        for uid in uids:
-            message = fetched.get(uid)
-            if message is None:
-                entries.append(
-                    self._dead_letter(
-                        uid_validity,
-                        uid,
-                        "unfetchable",
-                        "listed by SEARCH but FETCH returned nothing",
-                        None,
-                    )
+            found.update(self._fetch_isolated(missing, fetch))
+        return found
+
+    def _load_sizes(
+        self, session: ImapSession, uids: Sequence[int]
+    ) -> list[tuple[int, int | None]]:
+        """``(uid, RFC822.SIZE or None)`` in order, without the UIDs expunged meanwhile."""
+        sizes = self._fetch_with_retries(uids, session.fetch_sizes)
+        missing = [uid for uid in uids if uid not in sizes]
+        gone: set[int] = set()
+        if missing:
+            listed = set(session.search_uids_after(missing[0] - 1))
+            gone = {uid for uid in missing if uid not in listed}
+            if gone:
+                logger.info("%d uids were expunged before they could be fetched", len(gone))
+        return [(uid, sizes.get(uid)) for uid in uids if uid not in gone]
+
+    def _build_entries(
+        self, session: ImapSession, target: IngestTarget, batch: FetchBatch
+    ) -> list[StreamEntry]:
+        fetched: dict[int, Fetched] = {}
+        if batch.mode == HEADERS:
+            fetched.update(
+                self._fetch_with_retries(
+                    batch.uids, lambda uids: fetch_without_body(session, uids, self.limits)
                 )
+            )
+        elif batch.mode != MISSING:
+            fetched.update(
+                self._fetch_with_retries(batch.uids, lambda uids: fetch_whole(session, uids))
+            )
+        entries = []
+        for uid in batch.uids:
+            message = fetched.pop(uid, None)
+            now = self.context.clock()
+            if message is None:
+                detail = (
+                    self._failures.describe(uid)
+                    if self._failures.given_up(uid)
+                    else "listed by SEARCH but FETCH returned nothing"
+                )
+                entries.append(unfetchable_entry(uid, target, detail, now=now))
                 continue
-            entries.append(self._entry_for(uid_validity, message))
+            entries.append(build_entry(message, target, now=now, random_uuid=uuid.uuid4()))
+        self._failures.clear(batch.uids)  # each has its entry now
         return entries
-
-    def _entry_for(self, uid_validity: int, message: FetchedMessage) -> StreamEntry:
-        try:
-            parsed = parse_message(message.raw)
-            meta = MessageMeta(
-                tenant=self.key.tenant,
-                provider_id=self.key.provider_id,
-                provider_type=self.provider_type,
-                folder=self.key.folder,
-                uid=message.uid,
-                uid_validity=uid_validity,
-                internal_date=message.internal_date,
-                size=message.size,
-                flags=message.flags,
-            )
-            email_data = build_email_data(parsed, meta, sha256_hex(message.raw))
-            fields = build_event_fields(
-                email_data=email_data,
-                key=self.key,
-                event_id=event_id_for(self.key, uid_validity, message.uid),
-                published_at=self.context.clock(),
-                execution_id=choose_execution_id(
-                    self.key,
-                    by_tenant=self.settings.event_channel_by_tenant,
-                    random_uuid=uuid.uuid4(),
-                ),
-            )
-            return StreamEntry(message.uid, fields)
-        except MessageUnparseable as exc:
-            return self._dead_letter(
-                uid_validity, message.uid, "unparseable", str(exc), message.raw
-            )
-        except Exception as exc:  # a parser bug must not block the folder
-            logger.exception("building the event for uid %d failed", message.uid)
-            return self._dead_letter(
-                uid_validity,
-                message.uid,
-                "event_build_failed",
-                f"{type(exc).__name__}: {exc}",
-                message.raw,
-            )
-
-    def _dead_letter(
-        self, uid_validity: int, uid: int, reason: str, detail: str, raw: bytes | None
-    ) -> StreamEntry:
-        logger.warning("uid %d goes to the dead-letter stream: %s", uid, reason)
-        fields = build_dead_letter_fields(
-            key=self.key,
-            uid_validity=uid_validity,
-            uid=uid,
-            reason=reason,
-            detail=detail,
-            raw=raw,
-            failed_at=self.context.clock(),
-        )
-        return StreamEntry(uid, fields, dead_letter=True)
 
     @_retry_writes
     def _publish(self, uid_validity: int, entries: list[StreamEntry]) -> None:
-        ids = self.context.publisher.publish_folder_batch(self.key, uid_validity, entries)
-        for entry, stream_id in zip(entries, ids, strict=True):
-            if stream_id is None:
+        results = self.context.publisher.publish_folder_batch(self.key, uid_validity, entries)
+        metrics = self.context.metrics
+        for entry, result in zip(entries, results, strict=True):
+            event_id = entry.fields["event_id"]
+            if result.copy_of is not None:
+                metrics.add("email_service_gmail_copies_total")
+                logger.info("uid %d: Gmail copy of event %s; recorded", entry.uid, result.copy_of)
+                continue
+            if result.stream_id is None:
                 logger.info("uid %d was already published; skipped", entry.uid)
                 continue
-            name = (
-                "email_service_dead_letters_total"
-                if entry.dead_letter
-                else "email_service_events_published_total"
-            )
-            self.context.metrics.add(name)
-            logger.info(
-                "uid %d published as %s (event %s)", entry.uid, stream_id, entry.fields["event_id"]
-            )
+            if entry.dead_letter:
+                metrics.add("email_service_dead_letters_total", reason=entry.fields["reason"])
+            else:
+                metrics.add("email_service_events_published_total")
+                for reason in entry.skip_reasons:
+                    metrics.add("email_service_ingress_skips_total", reason=reason)
+            logger.info("uid %d published as %s (event %s)", entry.uid, result.stream_id, event_id)
 
     @_retry_writes
     def _save_cursor(self, cursor: FolderCursor) -> None:
         self.context.cursors.advance_cursor(self.key, cursor, self.fence)
+
+
+def fetch_whole(session: ImapSession, uids: Sequence[int]) -> dict[int, FetchedMessage]:
+    """The messages among ``uids`` downloaded whole, by UID."""
+    return {message.uid: message for message in session.fetch_messages(uids)}
+
+
+def fetch_without_body(
+    session: ImapSession, uids: Sequence[int], limits: IngressLimits
+) -> dict[int, FetchedHeaders]:
+    """Messages too large to download whole: header section, structure, and the body text
+    parts the event will use, each cut to what the body cap can use."""
+    found = {}
+    for headers in session.fetch_headers(uids):
+        sections = sections_to_fetch(headers, limits)
+        data = session.fetch_sections(
+            headers.uid, [(section.section, section.max_octets) for section in sections]
+        )
+        complete = frozenset(
+            section.section
+            for section in sections
+            if section.complete or len(data.get(section.section, b"")) < section.max_octets
+        )
+        found[headers.uid] = dataclasses.replace(headers, sections=data, complete_sections=complete)
+    return found

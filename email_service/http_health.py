@@ -24,6 +24,16 @@ READY_CHECK_TIMEOUT_S = 3
 def build_health_app(
     *, engine: Engine, redis_client: redis.Redis[bytes], metrics: Metrics
 ) -> web.Application:
+    app = web.Application()
+    add_health_routes(app, engine=engine, redis_client=redis_client, metrics=metrics)
+    return app
+
+
+def add_health_routes(
+    app: web.Application, *, engine: Engine, redis_client: redis.Redis[bytes], metrics: Metrics
+) -> None:
+    """Add ``/health``, ``/ready`` and ``/metrics`` to ``app`` (the worker's, or the API's)."""
+
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -46,11 +56,9 @@ def build_health_app(
     async def metrics_text(_request: web.Request) -> web.Response:
         return web.Response(text=metrics.render(), content_type="text/plain")
 
-    app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics_text)
-    return app
 
 
 async def run_health_server(

@@ -2,7 +2,9 @@
 
 Every imapclient, ssl and socket exception is translated here into the error tree of
 ``email_service.errors``. Nothing is ever marked seen: folders are opened with EXAMINE and
-bodies fetched with ``BODY.PEEK[]``.
+bodies fetched with ``BODY.PEEK[...]``. Fetch responses become ``fetched`` types there
+(pure conversions); on Gmail (capability ``X-GM-EXT-1``) every message fetch also asks
+for ``X-GM-MSGID``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import imapclient
@@ -34,6 +35,14 @@ from email_service.errors import (
     PermanentError,
     ServerThrottled,
     TlsVerificationFailed,
+)
+from email_service.fetched import (
+    FetchedHeaders,
+    FetchedMessage,
+    headers_from_response,
+    message_from_response,
+    section_key,
+    sizes_from_response,
 )
 from email_service.model import ImapEndpoint, Security
 
@@ -54,6 +63,11 @@ NEW_MAIL_LINE = re.compile(rb"^\* \d+ (EXISTS|RECENT)$", re.IGNORECASE)
 READ_CHUNK_BYTES = 65536
 #: Data items fetched per message; PEEK so nothing is marked \\Seen.
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"FLAGS", b"RFC822.SIZE"]
+#: Data items fetched of a message too large to download whole.
+HEADER_ITEMS = [b"BODY.PEEK[HEADER]", b"BODYSTRUCTURE", b"INTERNALDATE", b"FLAGS", b"RFC822.SIZE"]
+#: Gmail's stable message id, the same in every label folder (capability X-GM-EXT-1).
+GMAIL_CAPABILITY = "X-GM-EXT-1"
+GMAIL_MSGID_ITEM = b"X-GM-MSGID"
 #: Words in a SELECT/EXAMINE failure that mean the folder does not exist.
 MISSING_FOLDER_MARKERS = (
     "[NONEXISTENT]",
@@ -88,15 +102,6 @@ class FolderStatus:
     uid_validity: int
     uid_next: int | None
     exists: int
-
-
-@dataclass(frozen=True)
-class FetchedMessage:
-    uid: int
-    raw: bytes
-    internal_date: datetime | None
-    flags: tuple[str, ...]
-    size: int
 
 
 @dataclass(frozen=True)
@@ -281,30 +286,52 @@ class ImapSession:
     def search_all_uids(self) -> list[int]:
         return sorted(_call("UID SEARCH", lambda: self._client.search("ALL")))
 
+    @property
+    def is_gmail(self) -> bool:
+        """Whether the server is Gmail (X-GM-EXT-1): messages carry X-GM-MSGID."""
+        return self.has_capability(GMAIL_CAPABILITY)
+
+    def _items(self, items: list[bytes]) -> list[bytes]:
+        return [*items, GMAIL_MSGID_ITEM] if self.is_gmail else items
+
+    def _fetch(self, uids: Sequence[int], items: list[bytes]) -> dict[int, dict[bytes, Any]]:
+        response = _call("UID FETCH", lambda: self._client.fetch(list(uids), items))
+        return {int(uid): data for uid, data in response.items()}
+
+    def fetch_sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """RFC822.SIZE of the messages still present among ``uids``."""
+        if not uids:
+            return {}
+        return sizes_from_response(self._fetch(uids, [b"RFC822.SIZE"]))
+
     def fetch_messages(self, uids: Sequence[int]) -> list[FetchedMessage]:
         """The messages still present among ``uids`` (an expunged UID is simply absent)."""
         if not uids:
             return []
-        response = _call("UID FETCH", lambda: self._client.fetch(list(uids), FETCH_ITEMS))
-        messages = []
-        for uid in sorted(response):
-            data = response[uid]
-            raw = data.get(b"BODY[]")
-            if raw is None:
-                continue
-            internal = data.get(b"INTERNALDATE")
-            if isinstance(internal, datetime) and internal.tzinfo is None:
-                internal = internal.replace(tzinfo=UTC)
-            messages.append(
-                FetchedMessage(
-                    uid=int(uid),
-                    raw=bytes(raw),
-                    internal_date=internal if isinstance(internal, datetime) else None,
-                    flags=tuple(_text(flag) for flag in data.get(b"FLAGS", ())),
-                    size=int(data.get(b"RFC822.SIZE", len(raw))),
-                )
-            )
-        return messages
+        response = self._fetch(uids, self._items(FETCH_ITEMS))
+        found = (message_from_response(uid, response[uid]) for uid in sorted(response))
+        return [message for message in found if message is not None]
+
+    def fetch_headers(self, uids: Sequence[int]) -> list[FetchedHeaders]:
+        """Header section, BODYSTRUCTURE and metadata of the messages present among ``uids``."""
+        if not uids:
+            return []
+        response = self._fetch(uids, self._items(HEADER_ITEMS))
+        found = (headers_from_response(uid, response[uid]) for uid in sorted(response))
+        return [headers for headers in found if headers is not None]
+
+    def fetch_sections(self, uid: int, sections: Sequence[tuple[str, int]]) -> dict[str, bytes]:
+        """The first ``max_octets`` of each body ``section`` of one message."""
+        if not sections:
+            return {}
+        items = [f"BODY.PEEK[{name}]<0.{max_octets}>".encode() for name, max_octets in sections]
+        data = self._fetch([uid], items).get(uid, {})
+        found = {}
+        for name, _max_octets in sections:
+            value = data.get(section_key(name))
+            if value is not None:
+                found[name] = bytes(value)
+        return found
 
     def noop(self) -> None:
         _call("NOOP", self._client.noop)

@@ -8,10 +8,29 @@ from collections import defaultdict
 #: Metric name -> help text. Every metric the service exports is listed here.
 METRICS: dict[str, tuple[str, str]] = {
     "email_service_events_published_total": ("counter", "Events added to the event stream"),
-    "email_service_dead_letters_total": ("counter", "Entries added to the dead-letter stream"),
+    "email_service_dead_letters_total": (
+        "counter",
+        "Entries added to the dead-letter stream, by reason "
+        "(unparseable, unfetchable, event_build_failed, event_too_large)",
+    ),
+    "email_service_gmail_copies_total": (
+        "counter",
+        "Gmail copies of a message already published from another label folder (recorded, "
+        "not published)",
+    ),
+    "email_service_ingress_skips_total": (
+        "counter",
+        "Parts left out of published events by a size cap, by ingressSkipReasons reason",
+    ),
     "email_service_listener_errors_total": ("counter", "Listener failures, by kind"),
     "email_service_listeners": ("gauge", "IMAP connections (listeners and pollers), by state"),
     "email_service_leases_held": ("gauge", "Provider leases this worker holds"),
+    "email_service_api_requests_total": ("counter", "API requests, by method, route and status"),
+    "email_service_api_imap_calls_total": (
+        "counter",
+        "API calls that opened an IMAP connection (test, folders, live status), by kind and "
+        "outcome (ok, failed, rate_limited)",
+    ),
 }
 
 

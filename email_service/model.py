@@ -79,6 +79,35 @@ class NewProvider:
     provider_type: str = "imap"
     auth_type: str = "password"
     max_connections: int | None = None
+    is_active: bool = True
+
+
+class Keep(enum.Enum):
+    """Marks a field of ``ProviderChanges`` that the change leaves as it is."""
+
+    KEEP = "keep"
+
+
+#: The value of every ``ProviderChanges`` field that is not being changed.
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True)
+class ProviderChanges:
+    """A partial update of a provider (the API's PATCH); ``KEEP`` fields stay as they are.
+
+    ``max_connections=None`` sets the budget back to the default of the setting.
+    """
+
+    name: str | Keep = KEEP
+    mailbox: str | Keep = KEEP
+    host: str | Keep = KEEP
+    port: int | Keep = KEEP
+    security: Security | Keep = KEEP
+    username: str | Keep = KEEP
+    folders: tuple[str, ...] | Keep = KEEP
+    max_connections: int | Keep | None = KEEP
+    is_active: bool | Keep = KEEP
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,24 @@ def published_mark_key(key: FolderKey, uid_validity: int) -> str:
 def provider_stats_key(tenant: str, provider_id: str) -> str:
     """Hash of per-folder counters kept by the publish script, for the status API.
 
-    Fields: ``events:<folder>`` and ``dead_letters:<folder>`` (counts) and
+    Fields, per folder: ``events:<folder>`` (events added, replays included),
+    ``dead_letters:<folder>`` (dead letters added), ``dead_letters_replayed:<folder>`` (dead
+    letters replayed as events since), ``gmail_copies:<folder>`` (Gmail copies of messages
+    already published from another label folder, recorded and not added), and
     ``last_event_ms:<folder>`` (Redis server time of the newest entry).
     """
     return f"{KEY_PREFIX}:stats:{json.dumps([tenant, provider_id])}"
+
+
+def gmail_message_key(tenant: str, provider_id: str, gmail_msgid: int) -> str:
+    """Hash of one Gmail message (X-GM-MSGID) of a provider, across its label folders.
+
+    Fields: ``event_id`` (the event published for its first copy) and
+    ``copy:<folder>/<uidvalidity>/<uid>`` (each copy seen, with that copy's own event id).
+    """
+    return f"{KEY_PREFIX}:gmail:{json.dumps([tenant, provider_id, gmail_msgid])}"
+
+
+def replayed_key(event_id: str) -> str:
+    """Set (NX) when a dead letter is replayed as the event ``event_id``; holds its stream id."""
+    return f"{KEY_PREFIX}:replayed:{event_id}"

@@ -93,6 +93,60 @@ def _parse_text(value: str) -> str:
     return value.strip()
 
 
+#: Shortest HS256 secret accepted: RFC 7518 (3.2) asks for a key as long as the hash (256 bits).
+MIN_JWT_SECRET_CHARS = 32
+#: Shortest service token accepted, so tokens cannot be guessed.
+MIN_SERVICE_TOKEN_CHARS = 32
+
+
+def _parse_jwt_secret(value: str) -> str:
+    secret = value.strip()
+    if len(secret) < MIN_JWT_SECRET_CHARS:
+        raise ValueError(f"expected a random secret of at least {MIN_JWT_SECRET_CHARS} characters")
+    return secret
+
+
+def _parse_pem(value: str) -> str:
+    pem = value.strip().replace("\\n", "\n")
+    if not pem.startswith("-----BEGIN ") or "-----END " not in pem:
+        raise ValueError("expected a PEM public key (-----BEGIN PUBLIC KEY----- ...)")
+    return pem + "\n"
+
+
+def _parse_service_tokens(value: str) -> tuple[tuple[str, str], ...]:
+    tokens: list[tuple[str, str]] = []
+    for entry in (item.strip() for item in value.split(",")):
+        if not entry:
+            continue
+        name, sep, token = entry.partition(":")
+        if not sep or not name.strip() or not name.strip().replace("-", "").isalnum():
+            raise ValueError(
+                "expected name:token pairs separated by commas (names: letters, digits, -)"
+            )
+        if len(token.strip()) < MIN_SERVICE_TOKEN_CHARS:
+            raise ValueError(f"expected tokens of at least {MIN_SERVICE_TOKEN_CHARS} characters")
+        tokens.append((name.strip(), token.strip()))
+    if not tokens:
+        raise ValueError("expected one or more name:token pairs separated by commas")
+    return tuple(tokens)
+
+
+def _parse_origins(value: str) -> tuple[str, ...]:
+    origins: list[str] = []
+    for entry in (item.strip().rstrip("/") for item in value.split(",")):
+        if not entry:
+            continue
+        scheme, sep, rest = entry.partition("://")
+        if entry != "*" and (
+            not sep or scheme not in {"http", "https"} or not rest or "/" in rest or "?" in rest
+        ):
+            raise ValueError("expected origins like https://app.example.com, or *")
+        origins.append(entry.lower())
+    if not origins:
+        raise ValueError("expected one or more origins separated by commas")
+    return tuple(origins)
+
+
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: its name, the attribute it fills, and how to read it."""
@@ -322,8 +376,160 @@ VARIABLES: tuple[Variable, ...] = (
         "IMAP_MAX_ATTACHMENT_BYTES",
         "max_attachment_bytes",
         _parse_int(0),
+        10 * 1024 * 1024,
+        "largest attachment listed in an event's attachments; larger ones are named in "
+        "ingressSkipReasons instead (the old service's name and default)",
+    ),
+    Variable(
+        "IMAP_MAX_TOTAL_ATTACHMENT_BYTES",
+        "max_total_attachment_bytes",
+        _parse_int(0),
         25 * 1024 * 1024,
-        "largest attachment listed in full in an event",
+        "most attachment bytes listed in one event; attachments past it are named in "
+        "ingressSkipReasons instead",
+    ),
+    Variable(
+        "IMAP_MAX_ATTACHMENT_COUNT",
+        "max_attachment_count",
+        _parse_int(0),
+        25,
+        "most attachments listed in one event; the rest are named in ingressSkipReasons",
+    ),
+    Variable(
+        "IMAP_MAX_RAW_MIME_BYTES",
+        "max_raw_mime_bytes",
+        _parse_int(1024),
+        25 * 1024 * 1024,
+        "largest message downloaded whole (by RFC822.SIZE); a larger one is read from its "
+        "headers, BODYSTRUCTURE and capped text parts. Bounds the worker's memory: parsing "
+        "takes about 4 times the message",
+    ),
+    Variable(
+        "IMAP_MAX_HEADER_BYTES",
+        "max_header_bytes",
+        _parse_int(1024),
+        64 * 1024,
+        "most bytes of header fields (names and values) in an event's headers",
+    ),
+    Variable(
+        "IMAP_MAX_BODY_TEXT_BYTES",
+        "max_body_text_bytes",
+        _parse_int(1024),
+        256 * 1024,
+        "most bytes of body.text, and of body.html, in an event",
+    ),
+    Variable(
+        "EMAIL_SERVICE_MAX_EVENT_BYTES",
+        "max_event_bytes",
+        _parse_int(4096),
+        1024 * 1024,
+        "most bytes of one stream entry (field names and values); a larger event loses its "
+        "HTML, then text, headers, recipients and attachment list, or becomes a dead letter",
+    ),
+    Variable(
+        "EMAIL_SERVICE_DLQ_MAX_RAW_BYTES",
+        "dlq_max_raw_bytes",
+        _parse_int(0),
+        256 * 1024,
+        "largest raw message kept inside a dead-letter entry; larger ones are fetched again "
+        "by UID when replayed",
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_PORT",
+        "api_port",
+        _parse_int(0),
+        8081,
+        "port of `email-service api`: the provider API, /health, /ready and /metrics",
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_JWT_ALGORITHM",
+        "api_jwt_algorithm",
+        _parse_choice("hs256", "rs256"),
+        "hs256",
+        "how API bearer tokens are signed: hs256 (shared secret) or rs256 (public key)",
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_JWT_SECRET",
+        "api_jwt_secret",
+        _parse_jwt_secret,
+        None,
+        "shared secret that HS256 API tokens are signed with (32 characters or more)",
+        secret=True,
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_JWT_PUBLIC_KEY",
+        "api_jwt_public_key",
+        _parse_pem,
+        None,
+        "PEM public key that RS256 API tokens are checked with (\\n escapes allowed)",
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_JWT_ISSUER",
+        "api_jwt_issuer",
+        _parse_text,
+        None,
+        "required `iss` of API tokens; unset means not checked",
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_JWT_AUDIENCE",
+        "api_jwt_audience",
+        _parse_text,
+        None,
+        "required `aud` of API tokens; unset means not checked",
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_TENANT_CLAIM",
+        "api_tenant_claim",
+        _parse_text,
+        "tenant",
+        "claim of API tokens that holds the caller's tenant",
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_SERVICE_TOKENS",
+        "api_service_tokens",
+        _parse_service_tokens,
+        (),
+        "operator tokens for the API as name:token pairs, comma separated; a call with one "
+        "names its tenant in the X-Tenant-Id header",
+        secret=True,
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_CORS_ORIGINS",
+        "api_cors_origins",
+        _parse_origins,
+        (),
+        "origins of the tenant UI allowed to call the API from a browser, comma separated",
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_MAX_BODY_BYTES",
+        "api_max_body_bytes",
+        _parse_int(1024),
+        64 * 1024,
+        "largest API request body accepted",
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_IMAP_CALLS_PER_MINUTE",
+        "api_imap_calls_per_minute",
+        _parse_int(1),
+        10,
+        "API calls that open an IMAP connection (test, folders, live status) one tenant may "
+        "make per minute on one API process (bursts up to the same number)",
+    ),
+    Variable(
+        "EMAIL_SERVICE_API_IMAP_TIMEOUT_MS",
+        "api_imap_timeout_ms",
+        _parse_int(1000),
+        20_000,
+        "time bound of an API call that opens an IMAP connection, from resolving the host "
+        "to the last answer",
+    ),
+    Variable(
+        "IMAP_ALLOW_PRIVATE_HOSTS",
+        "allow_private_hosts",
+        _parse_bool,
+        False,
+        "allow provider hosts that resolve to private, loopback or link-local addresses "
+        "(refused by default against server-side request forgery)",
     ),
 )
 
@@ -362,6 +568,27 @@ class Settings:
     tls_reject_unauthorized: bool
     oauth_auth_mechanism: str | None
     max_attachment_bytes: int
+    max_total_attachment_bytes: int
+    max_attachment_count: int
+    max_raw_mime_bytes: int
+    max_header_bytes: int
+    max_body_text_bytes: int
+    max_event_bytes: int
+    dlq_max_raw_bytes: int
+
+    api_port: int
+    api_jwt_algorithm: str
+    api_jwt_secret: str | None
+    api_jwt_public_key: str | None
+    api_jwt_issuer: str | None
+    api_jwt_audience: str | None
+    api_tenant_claim: str
+    api_service_tokens: tuple[tuple[str, str], ...]
+    api_cors_origins: tuple[str, ...]
+    api_max_body_bytes: int
+    api_imap_calls_per_minute: int
+    api_imap_timeout_ms: int
+    allow_private_hosts: bool
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, default_worker_id: str = "") -> Settings:
@@ -409,6 +636,25 @@ class Settings:
                 "EMAIL_SERVICE_SECRET_KEYS=<key> (several keys, comma separated, to rotate)."
             )
         return self.secret_keys
+
+    def require_api_jwt_key(self) -> str:
+        """The key API tokens are checked with, or ``InvalidSettings`` naming the variable."""
+        if self.api_jwt_algorithm == "hs256":
+            if self.api_jwt_secret is None:
+                raise InvalidSettings(
+                    "EMAIL_SERVICE_API_JWT_SECRET is not set: `email-service api` checks bearer "
+                    "tokens signed with HS256 against it. Set it to the secret the tenant UI "
+                    "signs with (32 characters or more), or set "
+                    "EMAIL_SERVICE_API_JWT_ALGORITHM=rs256 and EMAIL_SERVICE_API_JWT_PUBLIC_KEY."
+                )
+            return self.api_jwt_secret
+        if self.api_jwt_public_key is None:
+            raise InvalidSettings(
+                "EMAIL_SERVICE_API_JWT_PUBLIC_KEY is not set: with "
+                "EMAIL_SERVICE_API_JWT_ALGORITHM=rs256, `email-service api` checks bearer tokens "
+                "against it. Set it to the PEM public key of the token issuer."
+            )
+        return self.api_jwt_public_key
 
     def __repr__(self) -> str:
         secret_attrs = {v.attr for v in VARIABLES if v.secret}

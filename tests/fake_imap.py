@@ -10,6 +10,11 @@ a real server might.
   thread each; with ``drop_after`` it closes every session right after its reply to that
   command (a server that accepts the login, then drops the connection), and it records
   the time of every LOGIN it receives (``login_times()``).
+- ``FakeImapServer.start(folders={...}, capabilities=(...))``: a mailbox shared by all
+  connections, for Gmail's label folders (Dovecot has no X-GM-EXT-1): EXAMINE/SELECT,
+  ``UID SEARCH ALL`` and ``UID SEARCH UID n:*``, and ``UID FETCH`` of RFC822.SIZE,
+  INTERNALDATE, FLAGS, X-GM-MSGID and BODY[] (what the listener asks for small messages).
+  ``add_message`` delivers during a test and wakes the IDLE-ing sessions of that folder.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import BinaryIO
 
@@ -43,6 +49,35 @@ DEFAULT_REPLIES: dict[str, Reply] = {
 LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
 #: How long ``close()`` waits for each connection thread; they end as soon as shut down.
 JOIN_TIMEOUT_S = 5.0
+#: A UID range of ``UID SEARCH UID n:*``.
+UID_RANGE = re.compile(rb"UID (\d+):\*", re.IGNORECASE)
+
+
+@dataclass
+class FakeMessage:
+    uid: int
+    raw: bytes
+    gmail_msgid: int | None = None
+    internal_date: str = "02-Jan-2024 10:00:00 +0000"
+
+
+@dataclass
+class FakeFolder:
+    uid_validity: int
+    messages: list[FakeMessage] = field(default_factory=list)
+
+    @property
+    def uid_next(self) -> int:
+        return max((m.uid for m in self.messages), default=0) + 1
+
+
+def _in_uid_set(uid: int, text: bytes) -> bool:
+    """Whether ``uid`` is in an IMAP sequence set such as ``1,3:5,7:*``."""
+    for item in text.split(b","):
+        low, _, high = item.partition(b":")
+        if int(low) <= uid and (high == b"*" or uid <= int(high or low)):
+            return True
+    return False
 
 
 def _unknown(tag: bytes) -> bytes:
@@ -52,8 +87,22 @@ def _unknown(tag: bytes) -> bytes:
 class FakeImapServer:
     """Serves any number of IMAP connections on a free loopback port, one thread each."""
 
-    def __init__(self, replies: dict[str, Reply], drop_after: str | None) -> None:
+    def __init__(
+        self,
+        replies: dict[str, Reply],
+        drop_after: str | None,
+        folders: dict[str, FakeFolder] | None = None,
+        capabilities: Sequence[str] = ("IMAP4rev1", "IDLE"),
+    ) -> None:
         self._table = {**DEFAULT_REPLIES, **replies}
+        if folders is not None:
+            words = " ".join(capabilities).encode()
+            self._table["CAPABILITY"] = lambda tag: (
+                b"* CAPABILITY " + words + b"\r\n" + tag + b" OK done\r\n"
+            )
+        self.folders = folders
+        #: Sessions in IDLE: connection -> selected folder, woken by ``add_message``.
+        self._idling: dict[socket.socket, str] = {}
         self._drop_after = drop_after.upper() if drop_after else None
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -68,12 +117,29 @@ class FakeImapServer:
 
     @classmethod
     def start(
-        cls, replies: dict[str, Reply] | None = None, *, drop_after: str | None = None
+        cls,
+        replies: dict[str, Reply] | None = None,
+        *,
+        drop_after: str | None = None,
+        folders: dict[str, FakeFolder] | None = None,
+        capabilities: Sequence[str] = ("IMAP4rev1", "IDLE"),
     ) -> FakeImapServer:
         """A running server; ``drop_after`` names the command after whose reply it hangs up."""
-        server = cls(replies or {}, drop_after)
+        server = cls(replies or {}, drop_after, folders, capabilities)
         server._acceptor.start()
         return server
+
+    def add_message(self, folder: str, message: FakeMessage) -> None:
+        """Deliver ``message`` to ``folder`` and announce it to the sessions IDLE-ing there."""
+        assert self.folders is not None, "start the server with folders=..."
+        with self._lock:
+            messages = self.folders[folder].messages
+            messages.append(message)
+            waiting = [conn for conn, name in self._idling.items() if name == folder]
+            count = len(messages)
+        for connection in waiting:
+            with suppress(OSError):
+                connection.sendall(b"* %d EXISTS\r\n" % count)
 
     def login_times(self) -> list[float]:
         """``time.monotonic()`` of every LOGIN received so far, in order."""
@@ -136,9 +202,12 @@ class FakeImapServer:
     def _converse(self, connection: socket.socket, reader: BinaryIO) -> None:
         connection.sendall(b"* OK fake ready\r\n")
         idle_tag = b""
+        selected: str | None = None
         while line := self._read_command(connection, reader):
             words = line.strip().split(b" ")
             if words == [b"DONE"]:
+                with self._lock:
+                    self._idling.pop(connection, None)
                 connection.sendall(self._table["DONE"](idle_tag))
                 continue
             if len(words) < 2:
@@ -150,9 +219,66 @@ class FakeImapServer:
                     self._logins.append(time.monotonic())
             if command == "IDLE":
                 idle_tag = tag
+                if selected is not None:
+                    with self._lock:
+                        self._idling[connection] = selected
+            if self.folders is not None and command in ("EXAMINE", "SELECT", "UID"):
+                reply, selected = self._mailbox_reply(tag, command, words[2:], selected)
+                connection.sendall(reply)
+                continue
             connection.sendall(self._table.get(command, _unknown)(tag))
             if command in ("LOGOUT", self._drop_after):
                 return
+
+    def _mailbox_reply(
+        self, tag: bytes, command: str, args: list[bytes], selected: str | None
+    ) -> tuple[bytes, str | None]:
+        assert self.folders is not None
+        if command in ("EXAMINE", "SELECT"):
+            name = b" ".join(args).strip(b'"').decode()
+            with self._lock:
+                folder = self.folders.get(name)
+                if folder is None:
+                    return tag + b" NO [NONEXISTENT] no such mailbox\r\n", None
+                head = b"* %d EXISTS\r\n* OK [UIDVALIDITY %d] ok\r\n* OK [UIDNEXT %d] ok\r\n" % (
+                    len(folder.messages),
+                    folder.uid_validity,
+                    folder.uid_next,
+                )
+            return head + tag + b" OK [READ-ONLY] done\r\n", name
+        if selected is None or not args:
+            return tag + b" BAD no mailbox selected\r\n", selected
+        with self._lock:
+            messages = list(self.folders[selected].messages)
+        rest = b" ".join(args[1:])
+        if args[0].upper() == b"SEARCH":
+            match = UID_RANGE.search(rest)
+            low = int(match.group(1)) if match else 1
+            found = [m.uid for m in messages if m.uid >= low] or [m.uid for m in messages][-1:]
+            listed = b" ".join(b"%d" % uid for uid in found)
+            return b"* SEARCH " + listed + b"\r\n" + tag + b" OK search done\r\n", selected
+        if args[0].upper() == b"FETCH" and len(args) > 1:
+            out = b""
+            for seq, message in enumerate(messages, start=1):
+                if _in_uid_set(message.uid, args[1]):
+                    out += b"* %d FETCH (" % seq + self._items(message, rest.upper()) + b")\r\n"
+            return out + tag + b" OK fetch done\r\n", selected
+        return tag + b" BAD unsupported\r\n", selected
+
+    @staticmethod
+    def _items(message: FakeMessage, asked: bytes) -> bytes:
+        items = [b"UID %d" % message.uid]
+        if b"RFC822.SIZE" in asked:
+            items.append(b"RFC822.SIZE %d" % len(message.raw))
+        if b"X-GM-MSGID" in asked and message.gmail_msgid is not None:
+            items.append(b"X-GM-MSGID %d" % message.gmail_msgid)
+        if b"INTERNALDATE" in asked:
+            items.append(b'INTERNALDATE "' + message.internal_date.encode() + b'"')
+        if b"FLAGS" in asked:
+            items.append(b"FLAGS ()")
+        if b"BODY.PEEK[]" in asked:
+            items.append(b"BODY[] {%d}\r\n" % len(message.raw) + message.raw)
+        return b" ".join(items)
 
     @staticmethod
     def _read_command(connection: socket.socket, reader: BinaryIO) -> bytes:

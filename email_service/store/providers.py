@@ -1,22 +1,43 @@
-"""Providers and their IMAP configuration in the database (shell)."""
+"""Providers and their IMAP configuration in the database (shell).
+
+The worker reads providers with ``load_active_providers``; the CLI and the API create,
+change and remove them. The API's actions on a running provider are plain, unfenced
+writes that the worker's supervisor picks up on its next refresh: ``set_paused`` (a paused
+provider drops out of the active list, so its lease is released), ``touch`` (a newer
+``updated_at`` restarts its connections) and ``reset_cursors`` (no cursor means the
+listener re-baselines to the newest ``IMAP_MAX_EMAILS_PER_SYNC`` messages).
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, delete, select, update
+from sqlalchemy import Engine, Row, and_, delete, exists, literal, select, update
 
 from email_service.errors import LeaseLost, ProviderNotFound
-from email_service.model import DEFAULT_FOLDERS, ImapEndpoint, NewProvider, ProviderConfig, Security
+from email_service.model import (
+    DEFAULT_FOLDERS,
+    KEEP,
+    FolderKey,
+    ImapEndpoint,
+    NewProvider,
+    ProviderChanges,
+    ProviderConfig,
+    Security,
+)
+from email_service.store.cursors import _refresh_folder_state_json
+from email_service.store.dbclock import db_now
 from email_service.store.engine import transaction
 from email_service.store.fencing import check_fence
 from email_service.store.schema import (
     email_providers,
     email_secrets,
     imap_email_provider_config,
+    imap_folder_state,
 )
 
 #: Longest error text kept on a provider row; the UI shows it, the logs have the rest.
@@ -24,6 +45,42 @@ MAX_ERROR_CHARS = 2000
 
 _providers = email_providers
 _config = imap_email_provider_config
+_state = imap_folder_state
+
+
+@dataclass(frozen=True)
+class ProviderRecord:
+    """A provider as the API shows it: the worker's view plus the bookkeeping columns."""
+
+    config: ProviderConfig
+    created_at: datetime
+    last_sync_at: datetime | None
+    error_message: str | None
+    has_password: bool
+
+
+@dataclass(frozen=True)
+class CursorRow:
+    """One ``imap_folder_state`` row."""
+
+    folder: str
+    uid_validity: int
+    last_uid: int
+    last_seen_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ProviderStatusRecord:
+    """What the database knows about a provider's progress, for the status API."""
+
+    record: ProviderRecord
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    #: The lease is held and not expired, judged by the database clock.
+    lease_live: bool
+    last_error: str | None
+    capabilities: tuple[str, ...] | None
+    cursors: tuple[CursorRow, ...]
 
 
 def _now() -> datetime:
@@ -56,6 +113,17 @@ def _provider_from_row(row: Row[Any]) -> ProviderConfig:
         updated_at=max(m["updated_at"], m["config_updated_at"]),
         is_paused=m["is_paused"],
         max_connections=m["max_connections"],
+    )
+
+
+def _record_from_row(row: Row[Any]) -> ProviderRecord:
+    m = row._mapping
+    return ProviderRecord(
+        config=_provider_from_row(row),
+        created_at=m["created_at"],
+        last_sync_at=m["last_sync_at"],
+        error_message=m["error_message"],
+        has_password=bool(m["has_password"]),
     )
 
 
@@ -110,7 +178,7 @@ class ProviderStore:
                     provider_type=new.provider_type,
                     provider_name=new.name,
                     mailbox=new.mailbox,
-                    is_active=True,
+                    is_active=new.is_active,
                     status="pending",
                     created_at=now,
                     updated_at=now,
@@ -191,6 +259,174 @@ class ProviderStore:
                 )
                 .values(updated_at=_now())
             )
+
+    # -- for the API: tenant-scoped reads and unfenced changes ------------------------------
+
+    def list_records(self, tenant: str, provider_id: str | None = None) -> list[ProviderRecord]:
+        """The tenant's providers (or the one with ``provider_id``), oldest first."""
+        has_password = exists().where(
+            email_secrets.c.tenant == _providers.c.tenant,
+            email_secrets.c.name == literal("imap_password_").concat(_providers.c.id),
+        )
+        query = (
+            _select_providers()
+            .add_columns(
+                _providers.c.created_at,
+                _providers.c.last_sync_at,
+                _providers.c.error_message,
+                has_password.label("has_password"),
+            )
+            .where(_providers.c.tenant == tenant)
+            .order_by(_providers.c.created_at, _providers.c.id)
+        )
+        if provider_id is not None:
+            query = query.where(_providers.c.id == provider_id)
+        with transaction(self._engine) as connection:
+            return [_record_from_row(row) for row in connection.execute(query)]
+
+    def load_record(self, provider_id: str, tenant: str) -> ProviderRecord:
+        """The tenant's provider ``provider_id``, or ``ProviderNotFound``."""
+        records = self.list_records(tenant, provider_id)
+        if not records:
+            raise ProviderNotFound(f"no provider {provider_id}")
+        return records[0]
+
+    def update_provider(self, provider_id: str, tenant: str, changes: ProviderChanges) -> None:
+        """Apply ``changes`` and mark the provider changed, so its connections restart.
+
+        A new host also forgets the server's capabilities and an operator's CA file (both
+        belong to the old server); folders dropped from the list lose their cursors, so
+        adding one back later starts from the newest mail instead of replaying the gap.
+        """
+        now = _now()
+        provider_values: dict[str, Any] = {"updated_at": now}
+        config_values: dict[str, Any] = {"updated_at": now}
+        provider_fields: tuple[tuple[str, object], ...] = (
+            ("provider_name", changes.name),
+            ("mailbox", changes.mailbox),
+            ("is_active", changes.is_active),
+        )
+        config_fields: tuple[tuple[str, object], ...] = (
+            ("host", changes.host),
+            ("port", changes.port),
+            ("username", changes.username),
+            ("max_connections", changes.max_connections),
+        )
+        provider_values.update({c: v for c, v in provider_fields if v is not KEEP})
+        config_values.update({c: v for c, v in config_fields if v is not KEEP})
+        if changes.security is not KEEP:
+            config_values["secure"], config_values["allow_starttls"] = changes.security.to_columns()
+        if changes.folders is not KEEP:
+            config_values["folder_filters"] = list(changes.folders)
+        key = FolderKey(tenant, provider_id, "")
+        with transaction(self._engine) as connection:
+            current = connection.execute(
+                select(_config.c.host, _config.c.folder_filters).where(
+                    _config.c.email_provider_id == provider_id, _config.c.tenant == tenant
+                )
+            ).first()
+            if current is None:
+                raise ProviderNotFound(f"no provider {provider_id}")
+            if changes.host is not KEEP and changes.host != current.host:
+                config_values["server_capabilities"] = None
+                config_values["tls_ca_file"] = None
+            connection.execute(
+                update(_providers)
+                .where(_providers.c.id == provider_id, _providers.c.tenant == tenant)
+                .values(**provider_values)
+            )
+            connection.execute(
+                update(_config)
+                .where(_config.c.email_provider_id == provider_id, _config.c.tenant == tenant)
+                .values(**config_values)
+            )
+            if changes.folders is not KEEP:
+                kept = list(changes.folders or DEFAULT_FOLDERS)
+                connection.execute(
+                    delete(_state).where(
+                        _state.c.email_provider_id == provider_id,
+                        _state.c.tenant == tenant,
+                        _state.c.folder.not_in(kept),
+                    )
+                )
+                _refresh_folder_state_json(connection, key)
+
+    def set_paused(self, provider_id: str, tenant: str, paused: bool) -> None:
+        """Pause or resume: a paused provider is left out of ``load_active_providers``."""
+        with transaction(self._engine) as connection:
+            changed = connection.execute(
+                update(_providers)
+                .where(_providers.c.id == provider_id, _providers.c.tenant == tenant)
+                .values(is_paused=paused, updated_at=_now())
+            ).rowcount
+        if changed == 0:
+            raise ProviderNotFound(f"no provider {provider_id}")
+
+    def reset_cursors(
+        self, provider_id: str, tenant: str, folders: Sequence[str] | None = None
+    ) -> None:
+        """Forget the cursors of ``folders`` (all when None) and mark the provider changed.
+
+        The restarted listeners find no cursor and re-baseline to the newest
+        ``IMAP_MAX_EMAILS_PER_SYNC`` messages. A listener still running before the restart
+        cannot bring an old cursor back: advancing only updates an existing row.
+        """
+        conditions = [_state.c.email_provider_id == provider_id, _state.c.tenant == tenant]
+        if folders is not None:
+            conditions.append(_state.c.folder.in_(list(folders)))
+        with transaction(self._engine) as connection:
+            changed = connection.execute(
+                update(_config)
+                .where(_config.c.email_provider_id == provider_id, _config.c.tenant == tenant)
+                .values(updated_at=_now())
+            ).rowcount
+            if changed == 0:
+                raise ProviderNotFound(f"no provider {provider_id}")
+            connection.execute(delete(_state).where(*conditions))
+            _refresh_folder_state_json(connection, FolderKey(tenant, provider_id, ""))
+
+    def load_status(self, provider_id: str, tenant: str) -> ProviderStatusRecord:
+        """Lease, last error, capabilities and cursors of the tenant's provider."""
+        record = self.load_record(provider_id, tenant)
+        lease_live = and_(
+            _config.c.lease_owner.is_not(None),
+            _config.c.lease_expires_at.is_not(None),
+            _config.c.lease_expires_at > db_now(),
+        )
+        with transaction(self._engine) as connection:
+            row = connection.execute(
+                select(
+                    _config.c.lease_owner,
+                    _config.c.lease_expires_at,
+                    lease_live.label("lease_live"),
+                    _config.c.last_error,
+                    _config.c.server_capabilities,
+                ).where(_config.c.email_provider_id == provider_id, _config.c.tenant == tenant)
+            ).first()
+            cursor_rows = connection.execute(
+                select(
+                    _state.c.folder, _state.c.uid_validity, _state.c.last_uid, _state.c.last_seen_at
+                )
+                .where(_state.c.email_provider_id == provider_id, _state.c.tenant == tenant)
+                .order_by(_state.c.folder)
+            ).fetchall()
+        if row is None:
+            raise ProviderNotFound(f"no provider {provider_id}")
+        capabilities = row.server_capabilities
+        return ProviderStatusRecord(
+            record=record,
+            lease_owner=row.lease_owner,
+            lease_expires_at=row.lease_expires_at,
+            lease_live=bool(row.lease_live),
+            last_error=row.last_error,
+            capabilities=None if capabilities is None else tuple(str(c) for c in capabilities),
+            cursors=tuple(
+                CursorRow(r.folder, int(r.uid_validity), int(r.last_uid), r.last_seen_at)
+                for r in cursor_rows
+            ),
+        )
+
+    # -- for the worker ----------------------------------------------------------------------
 
     def mark_synced(self, provider: ProviderConfig, fence: int) -> None:
         """Set ``last_sync_at`` to now (fenced; status and errors are left alone)."""

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from email_service.email_data import (
+    ADDRESS_PART_MAX_BYTES,
     HEADER_VALUE_MAX_BYTES,
     MessageMeta,
     build_email_data,
@@ -17,6 +18,7 @@ from email_service.email_data import (
     iso_utc,
     sha256_hex,
 )
+from email_service.limits import IngressLimits
 from email_service.parsing import parse_message
 
 META = MessageMeta(
@@ -516,3 +518,90 @@ def test_iso_utc_rejects_naive() -> None:
 
 def test_sha256_hex() -> None:
     assert sha256_hex(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_charset_issues_are_listed_only_when_there_are_some() -> None:
+    mislabelled = b"From: a@example.com\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ncaf\xe9"
+
+    assert "charsetIssues" not in email_data(PLAIN)
+    assert email_data(mislabelled)["charsetIssues"] == [
+        {"part": "1", "declared": "utf-8", "decodedAs": "cp1252", "issue": "wrong_charset"}
+    ]
+    lossy = email_data(mislabelled.replace(b"\xe9", b"\x81"))["charsetIssues"]
+    assert lossy[0]["lossy"] is True
+
+
+def limited(raw: bytes, **limits: Any) -> dict[str, Any]:
+    return build_email_data(
+        parse_message(raw), META, sha256_hex(raw), IngressLimits(**limits), skips=()
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "limits", "check", "reasons"),
+    [
+        pytest.param(PLAIN, {}, lambda d: "ingressSkipReasons" not in d, [], id="nothing-left-out"),
+        pytest.param(
+            wire("From: a@example.com\nSubject: " + "s" * 9000 + "\n\nbody\n"),
+            {},
+            lambda d: len(d["subject"]) == HEADER_VALUE_MAX_BYTES,
+            ["header_value_over_max_bytes", "header_value_over_max_bytes"],  # Subject twice
+            id="long-subject",
+        ),
+        pytest.param(
+            wire(f"From: {'n' * 2000} <a@example.com>\n\nbody\n"),
+            {},
+            lambda d: len(d["from"]["name"]) == ADDRESS_PART_MAX_BYTES,
+            ["address_over_max_bytes"],
+            id="long-display-name",
+        ),
+        pytest.param(
+            wire(f"From: a@example.com\nMessage-ID: <{'m' * 1000}@x>\n\nbody\n"),
+            {},
+            lambda d: d["id"].startswith("imap-hash-"),
+            [],
+            id="message-id-too-long-to-be-one",
+        ),
+        pytest.param(
+            wire("From: a@example.com\n\n" + "é" * 3000 + "\n"),
+            {"max_body_text_bytes": 1001},
+            lambda d: d["body"]["text"] == "é" * 500,
+            ["body_text_over_max_bytes"],
+            id="body-text-cut-on-a-character",
+        ),
+        pytest.param(
+            ATTACHMENTS,
+            {"max_attachment_count": 1},
+            lambda d: [a["id"] for a in d["attachments"]] == ["2"],
+            ["attachment_count_exceeded", "attachment_count_exceeded"],
+            id="attachment-count",
+        ),
+        pytest.param(
+            wire(
+                "From: a@example.com\nReferences: "
+                + " ".join(f"<r{n}@x>" for n in range(150))
+                + "\n\nb\n"
+            ),
+            {},
+            lambda d: d["references"][0] == "<r0@x>" and d["references"][-1] == "<r149@x>",
+            ["references_count_exceeded"],
+            id="references-keep-root-and-newest",
+        ),
+    ],
+)
+def test_caps_leave_things_out_and_say_so(
+    raw: bytes, limits: dict[str, Any], check: Any, reasons: list[str]
+) -> None:
+    data = limited(raw, **limits)
+
+    assert check(data)
+    assert sorted(skip["reason"] for skip in data.get("ingressSkipReasons", [])) == sorted(reasons)
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_reasons_found_before_parsing_come_first() -> None:
+    data = build_email_data(
+        parse_message(PLAIN), META, sha256_hex(PLAIN), skips=[{"type": "raw_mime", "reason": "r"}]
+    )
+
+    assert data["ingressSkipReasons"] == [{"type": "raw_mime", "reason": "r"}]

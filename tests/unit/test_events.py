@@ -7,6 +7,9 @@ import pytest
 
 from email_service.events import (
     MAX_DEAD_LETTER_RAW_BYTES,
+    MAX_DETAIL_CHARS,
+    DeadLetter,
+    RawMessage,
     build_dead_letter_fields,
     build_event_fields,
     choose_execution_id,
@@ -82,24 +85,101 @@ def test_execution_id(by_tenant: bool, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "has_raw"),
-    [(b"x" * 10, True), (b"x" * (MAX_DEAD_LETTER_RAW_BYTES + 1), False), (None, False)],
-    ids=["small-raw-kept", "large-raw-refetched", "no-raw"],
+    ("raw", "max_raw_bytes", "has_raw"),
+    [
+        (b"x" * 10, MAX_DEAD_LETTER_RAW_BYTES, True),
+        (b"x" * (MAX_DEAD_LETTER_RAW_BYTES + 1), MAX_DEAD_LETTER_RAW_BYTES, False),
+        (b"x" * 10, 9, False),
+        (None, MAX_DEAD_LETTER_RAW_BYTES, False),
+    ],
+    ids=["small-raw-kept", "large-raw-refetched", "setting-lowers-the-bound", "no-raw"],
 )
-def test_dead_letter_fields(raw: bytes | None, has_raw: bool) -> None:
+def test_dead_letter_fields(raw: bytes | None, max_raw_bytes: int, has_raw: bool) -> None:
     fields = build_dead_letter_fields(
         key=KEY,
+        provider_type="google",
         uid_validity=5,
         uid=9,
         reason="unparseable",
-        detail="boom",
-        raw=raw,
+        detail="boom" * 1000,
+        message=RawMessage(raw=raw, internal_date=datetime(2026, 1, 1, 8, tzinfo=UTC)),
         failed_at=datetime(2026, 1, 1, tzinfo=UTC),
+        max_raw_bytes=max_raw_bytes,
     )
+    assert all(isinstance(value, str) for value in fields.values())
     assert fields["event_id"] == event_id_for(KEY, 5, 9)
     assert (fields["uid"], fields["uidValidity"], fields["reason"]) == ("9", "5", "unparseable")
+    assert (fields["tenant"], fields["providerId"], fields["folder"]) == (
+        "tenant-a",
+        "prov-1",
+        "INBOX",
+    )
+    assert fields["providerType"] == "google"
+    assert len(fields["detail"]) == MAX_DETAIL_CHARS
+    assert fields["rawSize"] == ("" if raw is None else str(len(raw)))
     assert ("rawBase64" in fields) is has_raw
     if has_raw:
         assert base64.b64decode(fields["rawBase64"]) == raw
     else:
         assert fields["rawRefetch"] == "uid"
+
+
+def test_dead_letter_reads_back_what_was_written() -> None:
+    message = RawMessage(
+        raw=b"Subject: x\r\n\r\nbody",
+        size=123,
+        internal_date=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+        flags=("\\Seen", "$label"),
+        gmail_msgid=1234567890123,
+    )
+    fields = build_dead_letter_fields(
+        key=KEY,
+        provider_type="imap",
+        uid_validity=5,
+        uid=9,
+        reason="unfetchable",
+        detail="gone",
+        message=message,
+        failed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+    dead = DeadLetter.from_fields("1-0", fields)
+
+    assert dead == DeadLetter(
+        entry_id="1-0",
+        event_id=event_id_for(KEY, 5, 9),
+        key=KEY,
+        provider_type="imap",
+        uid=9,
+        uid_validity=5,
+        reason="unfetchable",
+        detail="gone",
+        failed_at="2026-01-01T00:00:00Z",
+        message=message,
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"event_id": "e"}, id="no-tenant"),
+        pytest.param(
+            {"tenant": "t", "providerId": "p", "folder": "f", "uid": "x", "uidValidity": "1"},
+            id="uid-not-a-number",
+        ),
+        pytest.param(
+            {
+                "tenant": "t",
+                "providerId": "p",
+                "folder": "f",
+                "uid": "1",
+                "uidValidity": "1",
+                "rawBase64": "***",
+            },
+            id="raw-not-base64",
+        ),
+    ],
+)
+def test_not_a_dead_letter_is_refused(fields: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="not a dead-letter entry"):
+        DeadLetter.from_fields("1-0", fields)

@@ -7,8 +7,17 @@ from typing import Any
 
 import pytest
 
+from email_service.charsets import CharsetIssue
 from email_service.errors import MessageUnparseable
-from email_service.parsing import AttachmentInfo, Mailbox, ParsedMessage, parse_message
+from email_service.mime_structure import decode_transfer
+from email_service.parsing import (
+    AttachmentInfo,
+    Mailbox,
+    ParsedMessage,
+    filename_from_params,
+    header_section,
+    parse_message,
+)
 
 
 def wire(text: str, charset: str = "utf-8") -> bytes:
@@ -478,3 +487,111 @@ def test_not_a_message_is_unparseable(raw: bytes) -> None:
 )
 def test_damaged_messages_still_parse(raw: bytes, expected_text: str) -> None:
     assert parse_message(raw).text == expected_text
+
+
+@pytest.mark.parametrize(
+    ("raw", "issues"),
+    [
+        pytest.param(PLAIN, (), id="as-labelled"),
+        pytest.param(
+            WINDOWS_1252,
+            # The body's label is honoured; its raw 8-bit headers have none: read by it, a guess.
+            (CharsetIssue("headers", "", "cp1252", "guessed_charset"),),
+            id="windows-1252-body-raw-8bit-headers",
+        ),
+        pytest.param(
+            b"From: a@example.com\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ncaf\xe9\r\n",
+            (CharsetIssue("1", "utf-8", "cp1252", "wrong_charset"),),
+            id="wrong-label",
+        ),
+        pytest.param(
+            b"From: a@example.com\r\nContent-Type: text/plain; charset=x-no-such\r\n\r\n"
+            b"caf\xc3\xa9",
+            (CharsetIssue("1", "x-no-such", "utf-8", "unknown_charset"),),
+            id="unknown-label",
+        ),
+        pytest.param(
+            b"From: a@example.com\r\nSubject: =?x-klingon?q?qapla=FF?=\r\n\r\nbody",
+            (CharsetIssue("headers", "x-klingon", "cp1252", "unknown_charset"),),
+            id="unknown-label-in-encoded-word",
+        ),
+        pytest.param(
+            b"From: J\xf6rg <j@example.de>\r\nSubject: caf\xe9\r\n\r\nbody",
+            (CharsetIssue("headers", "", "cp1252", "guessed_charset"),),
+            id="raw-8bit-header-guessed",
+        ),
+        pytest.param(
+            "From: Jörg <j@example.de>\r\n\r\nbody".encode(),
+            (),
+            id="raw-utf8-header-is-rfc-6532",
+        ),
+    ],
+)
+def test_text_not_decoded_as_labelled_is_listed(
+    raw: bytes, issues: tuple[CharsetIssue, ...]
+) -> None:
+    assert parse_message(raw).charset_issues == issues
+
+
+def test_nul_becomes_the_replacement_character() -> None:
+    raw = b"From: a@example.com\r\nSubject: a\x00b\r\n\r\nbefore\x00after\r\n"
+
+    parsed = parse_message(raw)
+
+    assert (parsed.subject, parsed.text) == ("a\ufffdb", "before\ufffdafter\n")
+
+
+@pytest.mark.parametrize(
+    ("raw", "header"),
+    [
+        (b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore", b"A: 1\r\nB: 2\r\n\r\n"),
+        (b"A: 1\nB: 2\n\nbody", b"A: 1\nB: 2\n\n"),
+        (b"A: 1\r\nB: 2\r\n", b"A: 1\r\nB: 2\r\n"),
+    ],
+    ids=["crlf", "bare-lf", "no-body"],
+)
+def test_header_section(raw: bytes, header: bytes) -> None:
+    assert header_section(raw) == header
+
+
+@pytest.mark.parametrize(
+    ("octets", "encoding", "decoded"),
+    [
+        (b"aGVsbG8gd29ybGQ=", "base64", b"hello world"),
+        (b"aGVs\r\nbG8g!!d29y", "BASE64", b"hello wor"),  # junk skipped, cut group dropped
+        (b"caf=C3=A9 =\r\nend", "quoted-printable", "café end".encode()),
+        (b"as is", "8bit", b"as is"),
+    ],
+    ids=["base64", "base64-junk-and-cut", "quoted-printable", "identity"],
+)
+def test_decode_transfer(octets: bytes, encoding: str, decoded: bytes) -> None:
+    assert decode_transfer(octets, encoding) == decoded
+
+
+@pytest.mark.parametrize(
+    ("disposition", "content_type", "name"),
+    [
+        ((("filename", "report.pdf"),), (), "report.pdf"),
+        ((), (("name", "=?utf-8?q?r=C3=A9sum=C3=A9.pdf?="),), "résumé.pdf"),
+        ((("filename*", "utf-8''r%C3%A9sum%C3%A9.pdf"),), (), "résumé.pdf"),
+        ((("filename*0*", "iso-8859-1''Gr%F6%DFe"), ("filename*1", ".csv")), (), "Größe.csv"),
+        # Raw 8-bit octets in a parameter: the stdlib (compat32) replaces them, for whole
+        # messages and BODYSTRUCTURE alike. Senders use RFC 2231 or RFC 2047 instead.
+        ((("filename", "caf\udce9.txt"),), (), "caf\ufffd.txt"),
+        ((("filename", 'say "hi"\r\n.txt'),), (), 'say "hi"  .txt'),
+        ((), (), ""),
+    ],
+    ids=[
+        "plain",
+        "rfc2047-in-name",
+        "rfc2231",
+        "rfc2231-continuations",
+        "raw-8bit",
+        "quotes-and-breaks",
+        "none",
+    ],
+)
+def test_filename_from_params(
+    disposition: tuple[tuple[str, str], ...], content_type: tuple[tuple[str, str], ...], name: str
+) -> None:
+    assert filename_from_params(disposition, content_type) == name

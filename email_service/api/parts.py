@@ -1,0 +1,84 @@
+"""Everything the API talks to, built once from settings (shell), and the request accessors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from sqlalchemy import Engine
+
+from email_service.api.auth import Caller, TokenVerifier
+from email_service.api.imap_calls import ImapCalls, Resolver, resolve_addresses
+from email_service.api.ratelimit import RateLimiter
+from email_service.metrics import Metrics
+from email_service.publisher import connect_redis
+from email_service.secretbox import SecretBox
+from email_service.settings import Settings
+from email_service.store.engine import make_engine
+from email_service.store.providers import ProviderStore
+from email_service.store.secrets import SecretStore
+
+if TYPE_CHECKING:
+    import redis
+
+
+@dataclass
+class ApiParts:
+    """Everything the API talks to, built once from settings (like ``WorkerParts``)."""
+
+    settings: Settings
+    engine: Engine
+    providers: ProviderStore
+    secrets: SecretStore
+    redis_client: redis.Redis[bytes]
+    metrics: Metrics
+    verifier: TokenVerifier
+    imap: ImapCalls
+    limiter: RateLimiter
+
+    @classmethod
+    def build(cls, settings: Settings, *, resolver: Resolver = resolve_addresses) -> ApiParts:
+        """Build from settings; ``InvalidSettings`` names what is missing (JWT, keys, Redis)."""
+        verifier = TokenVerifier.from_settings(settings)
+        box = SecretBox(settings.require_secret_keys())
+        redis_client = connect_redis(settings.require_redis_url())
+        engine = make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            providers=ProviderStore(engine),
+            secrets=SecretStore(engine, box),
+            redis_client=redis_client,
+            metrics=Metrics(),
+            verifier=verifier,
+            imap=ImapCalls(settings, resolver),
+            limiter=RateLimiter(
+                capacity=settings.api_imap_calls_per_minute,
+                per_minute=settings.api_imap_calls_per_minute,
+            ),
+        )
+
+    def close(self) -> None:
+        self.imap.close()
+        self.redis_client.close()
+        self.engine.dispose()
+
+
+PARTS = web.AppKey("parts", ApiParts)
+#: Where the authenticated caller is kept on the request (``RequestKey`` since aiohttp 3.12).
+CALLER_KEY: Any = (
+    web.RequestKey("caller", Caller) if hasattr(web, "RequestKey") else "email_service.caller"
+)
+
+
+def parts_of(request: web.Request) -> ApiParts:
+    return request.app[PARTS]
+
+
+def caller_of(request: web.Request) -> Caller:
+    """The authenticated caller; the only source of the tenant a handler works for."""
+    caller = request.get(CALLER_KEY)
+    if not isinstance(caller, Caller):
+        raise AssertionError("this route is not behind the authentication middleware")
+    return caller

@@ -1,0 +1,366 @@
+"""Request validation with field-named errors (core: JSON in, typed request or problems out).
+
+Each rule is written once here, as a constant or a pattern, and ``openapi`` builds the
+document's schemas from the same constants, so the two cannot drift apart silently (the
+schemathesis run checks the rest). Every problem is collected, not just the first, and no
+message repeats the value it rejects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields
+from email_service.model import KEEP, ImapEndpoint, NewProvider, ProviderChanges, Security
+
+#: Column sizes of ``email_providers`` / ``imap_email_provider_config`` (schema.py).
+MAX_NAME_CHARS = 255
+MAX_MAILBOX_CHARS = 320
+MAX_USERNAME_CHARS = 320
+#: RFC 1035: a host name is at most 253 characters (255 octets on the wire).
+MAX_HOST_CHARS = 253
+#: ``imap_folder_state.folder`` is String(1000).
+MAX_FOLDER_CHARS = 1000
+#: Generous for any real password, small enough that nobody stores a document in it.
+MAX_PASSWORD_CHARS = 1024
+#: Folders one provider may monitor: each may hold a connection or a poller slot.
+MAX_FOLDERS = 100
+#: Upper bound of a provider's own connection budget; servers cap far lower (Gmail 15).
+MAX_CONNECTIONS = 100
+#: Provider ids are UUIDs here; the product may write its own, up to the column's size.
+MAX_PROVIDER_ID_CHARS = 64
+#: Tenant ids come from tokens; the column is String(255).
+MAX_TENANT_CHARS = 255
+
+#: Printable text without leading or trailing blanks: names, user names.
+TEXT_PATTERN = r"^[^\u0000-\u0020\u007f]([^\u0000-\u001f\u007f]*[^\u0000-\u0020\u007f])?$"
+#: An address with one ``@``, no blanks or control characters.
+MAILBOX_PATTERN = r"^[^\u0000-\u0020\u007f@]+@[^\u0000-\u0020\u007f@]+$"
+#: Letters, digits, dots, hyphens, colons (IPv6); refined by ``_check_host``.
+HOST_PATTERN = r"^[A-Za-z0-9.:-]+$"
+#: Anything but NUL, CR and LF, which would break the IMAP LOGIN command.
+PASSWORD_PATTERN = r"^[^\u0000\u000a\u000d]+$"  # noqa: S105 - a pattern
+#: Folder names: no control characters (IMAP names them with modified UTF-7 on the wire).
+FOLDER_PATTERN = r"^[^\u0000-\u001f\u007f]+$"
+
+_HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+#: Fields of a provider that a request may set, with what each accepts (for messages).
+ACCEPTED = {
+    "name": f"a display name of 1 to {MAX_NAME_CHARS} characters, without control "
+    "characters or leading/trailing blanks",
+    "mailbox": f"an email address of at most {MAX_MAILBOX_CHARS} characters",
+    "host": "a host name (imap.example.com) or an IPv4/IPv6 address, without port",
+    "port": "a whole number from 1 to 65535",
+    "security": "one of " + ", ".join(s.value for s in Security),
+    "username": f"a user name of 1 to {MAX_USERNAME_CHARS} characters, without control "
+    "characters or leading/trailing blanks",
+    "password": f"a password of 1 to {MAX_PASSWORD_CHARS} characters, without line breaks",
+    "folders": f"a list of at most {MAX_FOLDERS} distinct folder names (1 to "
+    f"{MAX_FOLDER_CHARS} characters, no control characters); empty means INBOX",
+    "maxConnections": f"a whole number from 1 to {MAX_CONNECTIONS}, or null for the default",
+    "isActive": "true or false",
+}
+REQUIRED_ON_CREATE = ("name", "mailbox", "host", "port", "security", "username", "password")
+#: Fields of other tools' provider rows that the API refuses, with the reason.
+REFUSED = {
+    "tlsCaFile": "not accepted through the API: a CA file is a file on the server; an "
+    "operator sets it with `email-service provider add --tls-ca-file`",
+}
+
+
+@dataclass(frozen=True)
+class ProviderInput:
+    """A valid create request."""
+
+    name: str
+    mailbox: str
+    host: str
+    port: int
+    security: Security
+    username: str
+    password: str = field(repr=False)
+    folders: tuple[str, ...]
+    max_connections: int | None
+    is_active: bool
+
+    def to_new_provider(self, tenant: str) -> NewProvider:
+        return NewProvider(
+            tenant=tenant,
+            name=self.name,
+            mailbox=self.mailbox,
+            endpoint=ImapEndpoint(host=self.host, port=self.port, security=self.security),
+            username=self.username,
+            folders=self.folders,
+            max_connections=self.max_connections,
+            is_active=self.is_active,
+        )
+
+
+@dataclass(frozen=True)
+class ProviderPatch:
+    """A valid update request: the changes, and a new password when one was sent."""
+
+    changes: ProviderChanges
+    password: str | None = field(repr=False)
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.problems: list[FieldProblem] = []
+
+    def add(self, name: str, message: str) -> None:
+        self.problems.append(FieldProblem(name, message))
+
+
+def require_object(body: Any) -> Mapping[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiProblem(400, "invalid_body", "the request body must be a JSON object")
+    return body
+
+
+def validate_create(body: Any) -> ProviderInput:
+    """The create request in ``body``, or ``ApiProblem`` (422) naming every bad field."""
+    values = require_object(body)
+    problems = _Collector()
+    _check_keys(values, problems)
+    for name in REQUIRED_ON_CREATE:
+        if name not in values:
+            problems.add(name, f"required: {ACCEPTED[name]}")
+    checked = _check_values(values, problems)
+    if problems.problems:
+        raise invalid_fields(problems.problems)
+    return ProviderInput(
+        name=checked["name"],
+        mailbox=checked["mailbox"],
+        host=checked["host"],
+        port=checked["port"],
+        security=checked["security"],
+        username=checked["username"],
+        password=checked["password"],
+        folders=checked.get("folders", ()),
+        max_connections=checked.get("maxConnections"),
+        is_active=checked.get("isActive", True),
+    )
+
+
+def validate_update(body: Any) -> ProviderPatch:
+    """The update request in ``body`` (any subset of the fields, at least one)."""
+    values = require_object(body)
+    problems = _Collector()
+    if not values:
+        problems.add("body", "give at least one field to change: " + ", ".join(ACCEPTED))
+    _check_keys(values, problems)
+    checked = _check_values(values, problems)
+    if problems.problems:
+        raise invalid_fields(problems.problems)
+
+    return ProviderPatch(
+        changes=ProviderChanges(
+            name=checked.get("name", KEEP),
+            mailbox=checked.get("mailbox", KEEP),
+            host=checked.get("host", KEEP),
+            port=checked.get("port", KEEP),
+            security=checked.get("security", KEEP),
+            username=checked.get("username", KEEP),
+            folders=checked.get("folders", KEEP),
+            max_connections=checked.get("maxConnections", KEEP),
+            is_active=checked.get("isActive", KEEP),
+        ),
+        password=checked.get("password"),
+    )
+
+
+def validate_resync(body: Any, configured: Sequence[str]) -> tuple[str, ...] | None:
+    """The folders to re-baseline (None: all); each must be one the provider monitors."""
+    if body is None:
+        return None
+    values = require_object(body)
+    problems = _Collector()
+    for key in values:
+        if key != "folders":
+            problems.add(key, "unknown field; accepted: folders")
+    folders: tuple[str, ...] | None = None
+    if "folders" in values:
+        checked = _check_folders(values["folders"], problems, "folders")
+        folders = None if checked is _INVALID else checked
+        for index, folder in enumerate(folders or ()):
+            if folder not in configured:
+                problems.add(
+                    f"folders[{index}]",
+                    "not a monitored folder of this provider; monitored: " + ", ".join(configured),
+                )
+        if folders == ():
+            problems.add("folders", "give at least one folder, or leave the field out for all")
+    if problems.problems:
+        raise invalid_fields(problems.problems)
+    return folders
+
+
+def validate_flag(name: str, value: str | None) -> bool:
+    """A boolean query parameter (``true``/``false``; absent means false)."""
+    if value is None:
+        return False
+    if value in {"true", "false"}:
+        return value == "true"
+    raise invalid_fields([FieldProblem(name, "expected true or false")])
+
+
+def validate_provider_id(value: str) -> bool:
+    """Whether ``value`` can be a provider id at all (otherwise the answer is 404)."""
+    return 0 < len(value) <= MAX_PROVIDER_ID_CHARS and value.isprintable()
+
+
+def is_valid_tenant(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_TENANT_CHARS
+        and re.fullmatch(TEXT_PATTERN, value) is not None
+    )
+
+
+# -- field rules ---------------------------------------------------------------------------
+
+
+def _check_keys(values: Mapping[str, Any], problems: _Collector) -> None:
+    for key in values:
+        if key in REFUSED:
+            problems.add(key, REFUSED[key])
+        elif key not in ACCEPTED:
+            problems.add(key, "unknown field; accepted: " + ", ".join(ACCEPTED))
+
+
+def _check_values(values: Mapping[str, Any], problems: _Collector) -> dict[str, Any]:
+    """Each present, known field checked and normalised; problems recorded for the rest."""
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in ACCEPTED:
+            continue
+        result = _CHECKS[name](value, problems, name)
+        if result is not _INVALID:
+            checked[name] = result
+    return checked
+
+
+class _Invalid:
+    pass
+
+
+_INVALID: Any = _Invalid()
+
+
+def _check_text(pattern: str, max_chars: int) -> Any:
+    def check(value: Any, problems: _Collector, name: str) -> Any:
+        if (
+            not isinstance(value, str)
+            or not 0 < len(value) <= max_chars
+            or re.fullmatch(pattern, value) is None
+        ):
+            problems.add(name, "expected " + ACCEPTED[name])
+            return _INVALID
+        return value
+
+    return check
+
+
+def _check_host(value: Any, problems: _Collector, name: str) -> Any:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_HOST_CHARS:
+        problems.add(name, "expected " + ACCEPTED[name])
+        return _INVALID
+    host = normalise_host(value)
+    if host is None:
+        problems.add(name, "expected " + ACCEPTED[name])
+        return _INVALID
+    return host
+
+
+def normalise_host(value: str) -> str | None:
+    """``value`` as a lower-case host name or a canonical IP address; None if it is neither."""
+    if re.fullmatch(HOST_PATTERN, value) is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    host = value.lower()
+    labels = host.split(".")
+    if not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return None
+    if labels[-1].isdigit():
+        return None  # "127.1" or "2130706433": numeric forms that are not canonical IPs
+    return host
+
+
+def _check_port(value: Any, problems: _Collector, name: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        problems.add(name, "expected " + ACCEPTED[name])
+        return _INVALID
+    return value
+
+
+def _check_security(value: Any, problems: _Collector, name: str) -> Any:
+    if not isinstance(value, str) or value not in {s.value for s in Security}:
+        problems.add(name, "expected " + ACCEPTED[name])
+        return _INVALID
+    return Security(value)
+
+
+def _check_folders(value: Any, problems: _Collector, name: str) -> Any:
+    if not isinstance(value, list) or len(value) > MAX_FOLDERS:
+        problems.add(name, "expected " + ACCEPTED["folders"])
+        return _INVALID
+    seen: dict[str, int] = {}
+    ok = True
+    for index, folder in enumerate(value):
+        item = f"{name}[{index}]"
+        if (
+            not isinstance(folder, str)
+            or not 0 < len(folder) <= MAX_FOLDER_CHARS
+            or re.fullmatch(FOLDER_PATTERN, folder) is None
+        ):
+            problems.add(
+                item,
+                f"expected a folder name of 1 to {MAX_FOLDER_CHARS} characters, no "
+                "control characters",
+            )
+            ok = False
+        elif folder in seen:
+            problems.add(item, f"repeats {name}[{seen[folder]}]; list each folder once")
+            ok = False
+        else:
+            seen[folder] = index
+    return tuple(value) if ok else _INVALID
+
+
+def _check_max_connections(value: Any, problems: _Collector, name: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONNECTIONS:
+        problems.add(name, "expected " + ACCEPTED[name])
+        return _INVALID
+    return value
+
+
+def _check_bool(value: Any, problems: _Collector, name: str) -> Any:
+    if not isinstance(value, bool):
+        problems.add(name, "expected " + ACCEPTED[name])
+        return _INVALID
+    return value
+
+
+_CHECKS = {
+    "name": _check_text(TEXT_PATTERN, MAX_NAME_CHARS),
+    "mailbox": _check_text(MAILBOX_PATTERN, MAX_MAILBOX_CHARS),
+    "host": _check_host,
+    "port": _check_port,
+    "security": _check_security,
+    "username": _check_text(TEXT_PATTERN, MAX_USERNAME_CHARS),
+    "password": _check_text(PASSWORD_PATTERN, MAX_PASSWORD_CHARS),
+    "folders": _check_folders,
+    "maxConnections": _check_max_connections,
+    "isActive": _check_bool,
+}

@@ -1,0 +1,160 @@
+"""One fetched message in, one stream entry out: the event, or a dead letter (core).
+
+Shared by the folder listeners and ``email-service dlq replay``, so a replayed message
+becomes exactly the event the listener would have published. Time and the execution id's
+randomness are passed in. Nothing raised while turning the bytes into an event escapes: a
+message that cannot be parsed is ``unparseable``, one whose event cannot fit the entry bound
+``event_too_large``, and any other exception (a bug of ours) ``event_build_failed``; each
+becomes a dead letter and the folder moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from email_service.email_data import MessageMeta, build_email_data, sha256_hex
+from email_service.errors import EventTooLarge, MessageUnparseable
+from email_service.events import (
+    EVENT_BUILD_FAILED,
+    EVENT_TOO_LARGE,
+    UNFETCHABLE,
+    UNPARSEABLE,
+    RawMessage,
+    StreamEntry,
+    build_dead_letter_fields,
+    build_event_fields,
+    choose_execution_id,
+    event_id_for,
+)
+from email_service.fetched import Fetched, FetchedHeaders, FetchedMessage
+from email_service.limits import IngressLimits, fit_event, raw_mime_skip
+from email_service.mime_structure import BodySection, parse_without_body, plan_body_sections
+from email_service.model import FolderKey
+from email_service.parsing import ParsedMessage, parse_message
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestTarget:
+    """Where the messages come from, and the rules for their events."""
+
+    key: FolderKey
+    provider_type: str
+    uid_validity: int
+    limits: IngressLimits
+    channel_by_tenant: bool = False
+
+
+def build_entry(
+    fetched: Fetched, target: IngestTarget, *, now: datetime, random_uuid: uuid.UUID
+) -> StreamEntry:
+    """The event for ``fetched``, or its dead letter; never raises."""
+    try:
+        parsed, skips, digest = _parse(fetched, target.limits)
+        meta = MessageMeta(
+            tenant=target.key.tenant,
+            provider_id=target.key.provider_id,
+            provider_type=target.provider_type,
+            folder=target.key.folder,
+            uid=fetched.uid,
+            uid_validity=target.uid_validity,
+            internal_date=fetched.internal_date,
+            size=fetched.size,
+            flags=fetched.flags,
+        )
+        email_data = build_email_data(parsed, meta, digest, target.limits, skips)
+        event_id = event_id_for(target.key, target.uid_validity, fetched.uid)
+        execution_id = choose_execution_id(
+            target.key, by_tenant=target.channel_by_tenant, random_uuid=random_uuid
+        )
+
+        def render(data: Any) -> dict[str, str]:
+            return build_event_fields(
+                email_data=data,
+                key=target.key,
+                event_id=event_id,
+                published_at=now,
+                execution_id=execution_id,
+            )
+
+        fields, sent = fit_event(email_data, render, target.limits.max_event_bytes)
+        skipped = tuple(str(skip["reason"]) for skip in sent.get("ingressSkipReasons", ()))
+        return StreamEntry(
+            fetched.uid, fields, gmail_msgid=fetched.gmail_msgid, skip_reasons=skipped
+        )
+    except EventTooLarge as exc:
+        return dead_letter_entry(fetched, target, EVENT_TOO_LARGE, str(exc), now=now)
+    except MessageUnparseable as exc:
+        return dead_letter_entry(fetched, target, UNPARSEABLE, str(exc), now=now)
+    except Exception as exc:  # a bug of ours must not block the folder
+        logger.exception("building the event for uid %d failed", fetched.uid)
+        detail = f"{type(exc).__name__}: {exc}"
+        return dead_letter_entry(fetched, target, EVENT_BUILD_FAILED, detail, now=now)
+
+
+def _parse(
+    fetched: Fetched, limits: IngressLimits
+) -> tuple[ParsedMessage, list[dict[str, Any]], str]:
+    """The parsed message, what was skipped before parsing, and the digest for the
+    fallback id (of the whole message, or of the header section when that is all we have)."""
+    if isinstance(fetched, FetchedMessage):
+        return parse_message(fetched.raw), [], sha256_hex(fetched.raw)
+    parsed = parse_without_body(fetched, sections_to_fetch(fetched, limits))
+    return parsed, [raw_mime_skip(fetched.size, limits)], sha256_hex(fetched.header)
+
+
+def dead_letter_entry(
+    fetched: Fetched, target: IngestTarget, reason: str, detail: str, *, now: datetime
+) -> StreamEntry:
+    raw = fetched.raw if isinstance(fetched, FetchedMessage) else None
+    message = RawMessage(
+        raw=raw,
+        size=fetched.size,
+        internal_date=fetched.internal_date,
+        flags=fetched.flags,
+        gmail_msgid=fetched.gmail_msgid,
+    )
+    return _dead_letter(fetched.uid, target, reason, detail, message, now=now)
+
+
+def unfetchable_entry(
+    uid: int, target: IngestTarget, detail: str, *, now: datetime, size: int | None = None
+) -> StreamEntry:
+    """The dead letter of a UID that the server listed but would not give."""
+    return _dead_letter(uid, target, UNFETCHABLE, detail, RawMessage(size=size), now=now)
+
+
+def _dead_letter(
+    uid: int,
+    target: IngestTarget,
+    reason: str,
+    detail: str,
+    message: RawMessage,
+    *,
+    now: datetime,
+) -> StreamEntry:
+    logger.warning("uid %d goes to the dead-letter stream: %s", uid, reason)
+    fields = build_dead_letter_fields(
+        key=target.key,
+        provider_type=target.provider_type,
+        uid_validity=target.uid_validity,
+        uid=uid,
+        reason=reason,
+        detail=detail,
+        message=message,
+        failed_at=now,
+        max_raw_bytes=target.limits.dead_letter_raw_bytes,
+    )
+    return StreamEntry(uid, fields, dead_letter=True, gmail_msgid=message.gmail_msgid)
+
+
+def sections_to_fetch(fetched: FetchedHeaders, limits: IngressLimits) -> list[BodySection]:
+    """The body parts of a message not downloaded whole that ``build_entry`` will read."""
+    if fetched.structure is None:
+        return []
+    return plan_body_sections(fetched.structure, limits.max_body_text_bytes)
