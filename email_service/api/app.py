@@ -29,7 +29,7 @@ from email_service.api import cors, providers
 from email_service.api.auth import TENANT_HEADER
 from email_service.api.openapi import API_PREFIX, OPENAPI_PATH, build_document
 from email_service.api.parts import CALLER_KEY, PARTS, ApiParts, parts_of
-from email_service.api.problems import ApiProblem
+from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields
 from email_service.errors import ProviderNotFound, StorageConflict, StorageUnavailable
 from email_service.http_health import add_health_routes
 
@@ -152,7 +152,31 @@ async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse
     return response
 
 
+#: Query parameters a route accepts; any other is refused (422), like an unknown body field.
+ALLOWED_QUERY = {f"{API_PREFIX}/providers/{{providerId}}/status": frozenset({"live"})}
+#: Longest query parameter name quoted back in an error.
+MAX_QUOTED_NAME_CHARS = 64
+
+
+def _check_query(request: web.Request) -> None:
+    if not request.path.startswith(API_PREFIX + "/"):
+        return
+    allowed = ALLOWED_QUERY.get(_route_name(request), frozenset())
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        accepted = ", ".join(sorted(allowed)) or "none"
+        raise invalid_fields(
+            [
+                FieldProblem(
+                    name[:MAX_QUOTED_NAME_CHARS], f"unknown query parameter (accepted: {accepted})"
+                )
+                for name in unknown
+            ]
+        )
+
+
 async def _checked(request: web.Request, handler: Handler, parts: ApiParts) -> web.StreamResponse:
+    _check_query(request)
     length = request.content_length
     if length is not None and length > parts.settings.api_max_body_bytes:
         raise ApiProblem(

@@ -353,8 +353,9 @@ _RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "required": True}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
+    """Error responses of an operation; 401, 503 and 422 (an unknown query parameter) always."""
     responses = {}
-    for status in (401, 503, *statuses):
+    for status in (401, 422, 503, *statuses):
         headers = _RETRY_AFTER if status in (429, 503) else None
         responses[str(status)] = _json("ErrorBody", _ERRORS[status], headers)
     return responses

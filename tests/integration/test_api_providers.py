@@ -317,3 +317,10 @@ def test_health_ready_metrics_and_openapi_on_the_api_role(api: ApiHarness, tenan
     assert unknown.status == 404 and unknown.json()["error"] == "not_found"
     wrong_method = api.call("PUT", PROVIDERS, tenant=tenant)
     assert wrong_method.status == 405 and "GET" in wrong_method.headers["Allow"]
+
+
+def test_unknown_query_parameters_are_refused_by_name(api: ApiHarness, tenant: str) -> None:
+    reply = api.call("GET", f"{PROVIDERS}?sort=name&live=true", tenant=tenant)
+    assert reply.status == 422
+    assert [f["field"] for f in reply.json()["fields"]] == ["live", "sort"]
+    assert api.call("GET", PROVIDERS, tenant=tenant).status == 200
