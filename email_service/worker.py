@@ -87,6 +87,11 @@ class WorkerParts:
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerParts:
+        if not settings.tls_reject_unauthorized:
+            logger.warning(
+                "IMAP_TLS_REJECT_UNAUTHORIZED=false: IMAP server certificates are NOT "
+                "verified; use this only against throwaway test servers"
+            )
         engine = make_engine(settings.database_url)
         redis_client = connect_redis(settings.require_redis_url())
         secrets = SecretStore(engine, SecretBox(settings.require_secret_keys()))
