@@ -24,6 +24,7 @@ from email_service.secretbox import generate_key
 from email_service.settings import Settings
 from email_service.store.migrate import upgrade_database
 from tests.helpers import unique
+from tests.integration.service import InProcessWorker
 
 ADMIN_URL = os.environ.get(
     "TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -131,6 +132,14 @@ def environ(database_url: str, redis_url: str, stream: str) -> dict[str, str]:
 @pytest.fixture
 def settings(environ: dict[str, str]) -> Settings:
     return Settings.from_env(environ, default_worker_id=unique("worker"))
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Iterator[InProcessWorker]:
+    """An in-process worker (supervisor and listener threads) on this test's servers."""
+    service = InProcessWorker(settings)
+    yield service
+    service.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,7 +17,6 @@ import pytest
 import redis
 
 from email_service.devserver.dovecot import DovecotServer
-from email_service.settings import Settings
 from tests.conftest import MailUser
 from tests.helpers import make_message, wait_for, wait_for_stream_entries
 from tests.integration.service import InProcessWorker
@@ -36,13 +34,6 @@ def consumer() -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[InProcessWorker]:
-    service = InProcessWorker(settings)
-    yield service
-    service.close()
 
 
 def subject_of(event: dict[str, Any]) -> str:

@@ -28,13 +28,6 @@ def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
     harness.close()
 
 
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[InProcessWorker]:
-    service = InProcessWorker(settings)
-    yield service
-    service.close()
-
-
 def status(api: ApiHarness, tenant: str, provider_id: str) -> dict[str, Any]:
     reply = api.call("GET", f"{PROVIDERS}/{provider_id}/status", tenant=tenant)
     assert reply.status == 200, reply

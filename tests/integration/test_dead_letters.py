@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,6 @@ from tests.helpers import make_message, stream_events, subjects, wait_for, wait_
 from tests.integration.service import InProcessWorker
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[InProcessWorker]:
-    service = InProcessWorker(settings)
-    yield service
-    service.close()
 
 
 def message_file(dovecot: DovecotServer, user: str, marker: bytes) -> Path:

@@ -7,14 +7,11 @@ threads, PostgreSQL, Redis and the publish script).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 
 from email_service.model import ImapEndpoint, NewProvider, ProviderConfig, Security
 from email_service.redis_keys import gmail_message_key, provider_stats_key
-from email_service.settings import Settings
 from tests.fake_imap import FakeFolder, FakeImapServer, FakeMessage
 from tests.helpers import make_message, stream_events, subjects, wait_for
 from tests.integration.service import InProcessWorker
@@ -23,13 +20,6 @@ pytestmark = pytest.mark.integration
 
 GMAIL = ("IMAP4rev1", "IDLE", "X-GM-EXT-1")
 PLAIN_IMAP = ("IMAP4rev1", "IDLE")
-
-
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[InProcessWorker]:
-    service = InProcessWorker(settings)
-    yield service
-    service.close()
 
 
 def add_fake_provider(worker: InProcessWorker, tenant: str, port: int) -> ProviderConfig:

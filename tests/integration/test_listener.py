@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 from typing import Any
 
 import imapclient
@@ -19,13 +18,6 @@ from tests.helpers import make_message, stream_events, subjects, wait_for, wait_
 from tests.integration.service import InProcessWorker
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[InProcessWorker]:
-    service = InProcessWorker(settings)
-    yield service
-    service.close()
 
 
 def imap_client(dovecot: DovecotServer, user: MailUser) -> imapclient.IMAPClient:
