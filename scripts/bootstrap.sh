@@ -15,8 +15,7 @@ fi
 STAMP="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [ ! -f "$STAMP" ]; then
     echo "==> installing email-service and its dev tools into $VENV" >&2
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]" >&2
+    sh "$ROOT/scripts/install-package.sh" "$VENV/bin/python" "$ROOT" --dev >&2
     rm -f "$VENV"/.installed-*
     touch "$STAMP"
 fi
