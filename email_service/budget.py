@@ -7,7 +7,8 @@ splits every provider's folders into IDLE folders (one connection each) and poll
 
 The rules, in order:
 
-1. A provider's budget is its own ``max_connections``, else ``per_account_default``.
+1. A provider's budget is its own ``max_connections``, else ``per_account_default`` capped by
+   its preset's limit (Gmail 15, Microsoft 20: ``providers.presets``).
    Folders are ranked in configured order with INBOX first (it gets most mail, so it keeps
    IDLE longest); a folder listed twice counts once.
 2. If the folders fit the budget, every folder is in IDLE. Otherwise the first
@@ -37,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from email_service.model import FolderCursor, ProviderConfig
+from providers.presets import connection_limit
 
 #: The folder ranked first for IDLE: RFC 3501 names it and treats it case-insensitively.
 INBOX = "INBOX"
@@ -88,7 +90,8 @@ def plan_connections(
     by_tenant: dict[str, list[str]] = defaultdict(list)
     for provider in sorted(providers, key=lambda p: (p.tenant, p.id)):
         ranked = rank_folders(provider.folders)
-        budget = max(provider.max_connections or per_account_default, 1)
+        default = connection_limit(provider.provider_type, per_account_default)
+        budget = max(provider.max_connections or default, 1)
         folders[provider.id] = ranked
         counts[provider.id] = min(len(ranked), budget)
         by_tenant[provider.tenant].append(provider.id)

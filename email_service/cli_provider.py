@@ -1,4 +1,4 @@
-"""``email-service provider add | list | remove | test | set-password`` (shell)."""
+"""``email-service provider add | add-oauth | list | remove | test | set-password`` (shell)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,22 @@ from typing import Any
 
 from email_service.errors import EmailServiceError, InvalidSettings
 from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogin
-from email_service.model import DEFAULT_FOLDERS, ImapEndpoint, NewProvider, ProviderConfig, Security
+from email_service.model import (
+    AUTH_OAUTH2,
+    DEFAULT_FOLDERS,
+    ImapEndpoint,
+    NewProvider,
+    OAuthFields,
+    ProviderConfig,
+    Security,
+)
 from email_service.secretbox import SecretBox
 from email_service.settings import Settings
 from email_service.store.engine import make_engine
 from email_service.store.migrate import upgrade_database
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
+from providers.presets import PROVIDER_TYPES, preset_for
 
 
 def add_commands(commands: Any) -> None:
@@ -44,6 +53,28 @@ def add_commands(commands: Any) -> None:
         help="IMAP connections this account may use at once (default "
         "IMAP_MAX_CONNECTIONS_PER_ACCOUNT); folders beyond it are polled",
     )
+
+    oauth = actions.add_parser(
+        "add-oauth",
+        help="add a mailbox that logs in with OAuth2 (Gmail, Microsoft 365, or any server); "
+        "prints the id to connect through POST /api/email/oauth/imap/initiate",
+    )
+    oauth.add_argument("--tenant", required=True)
+    oauth.add_argument("--name", required=True, help="display name")
+    oauth.add_argument("--mailbox", required=True, help="the mailbox address (also the login)")
+    oauth.add_argument("--type", required=True, choices=list(PROVIDER_TYPES), dest="kind")
+    oauth.add_argument("--host", default=None, help="default: the preset's (Gmail, Microsoft)")
+    oauth.add_argument("--port", type=int, default=None)
+    oauth.add_argument("--security", choices=[s.value for s in Security], default="tls")
+    oauth.add_argument("--client-id", default=None, help="default: the operator's app (settings)")
+    oauth.add_argument(
+        "--client-secret-env", metavar="VAR", default=None, help="read the client secret from VAR"
+    )
+    oauth.add_argument("--authorize-url", default=None, help="default: the preset's")
+    oauth.add_argument("--token-url", default=None, help="default: the preset's")
+    oauth.add_argument("--scopes", default=None, help="space separated; default: the preset's")
+    oauth.add_argument("--folders", default=",".join(DEFAULT_FOLDERS))
+    oauth.add_argument("--tls-ca-file", default=None, help="CA certificate for a private CA")
 
     actions.add_parser("list", help="list providers").add_argument("--tenant", default=None)
     remove = actions.add_parser("remove", help="delete a provider, its state and secrets")
@@ -92,6 +123,8 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
         match args.provider_command:
             case "add":
                 return _add(args, settings, environ, providers, _secrets(engine, settings))
+            case "add-oauth":
+                return _add_oauth(args, environ, providers, _secrets(engine, settings))
             case "list":
                 _print_table(providers.list_providers(args.tenant))
                 return 0
@@ -149,6 +182,59 @@ def _add(
     provider_id = providers.add_provider(new)
     secrets.save_secret(args.tenant, f"imap_password_{provider_id}", password)
     print(provider_id)
+    return 0
+
+
+def _add_oauth(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    providers: ProviderStore,
+    secrets: SecretStore,
+) -> int:
+    preset = preset_for(args.kind)
+    host = args.host or preset.imap_host
+    if host is None:
+        raise InvalidSettings(f"--host: required for --type {args.kind} (no preset host)")
+    if args.kind == "imap" and not (args.authorize_url and args.token_url and args.client_id):
+        raise InvalidSettings(
+            "--type imap: give --authorize-url, --token-url and --client-id of the server's "
+            "OAuth2 authorization server"
+        )
+    client_secret = None
+    if args.client_secret_env:
+        client_secret = environ.get(args.client_secret_env)
+        if not client_secret:
+            raise InvalidSettings(f"--client-secret-env {args.client_secret_env}: not set")
+    new = NewProvider(
+        tenant=args.tenant,
+        name=args.name,
+        mailbox=args.mailbox,
+        username=args.mailbox,
+        endpoint=ImapEndpoint(
+            host=host,
+            port=args.port or preset.imap_port,
+            security=Security(args.security),
+            tls_ca_file=args.tls_ca_file,
+        ),
+        folders=_parse_folders(args.folders),
+        provider_type=args.kind,
+        auth_type=AUTH_OAUTH2,
+        oauth=OAuthFields(
+            authorize_url=args.authorize_url,
+            token_url=args.token_url,
+            client_id=args.client_id,
+            scopes=tuple((args.scopes or "").split()),
+        ),
+    )
+    provider_id = providers.add_provider(new)
+    if client_secret is not None:
+        secrets.save_secret(args.tenant, f"imap_oauth_client_secret_{provider_id}", client_secret)
+    print(provider_id)
+    print(
+        "next: connect it with POST /api/email/oauth/imap/initiate "
+        f'{{"providerId": "{provider_id}"}}',
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -11,7 +11,10 @@ the session over, and on failure reconnects after a backoff that cannot storm
                                          longest backoff, or sooner
                                          when the config changes)
 
-Every failure is recorded on the provider row (fenced), so the UI sees it.
+Every failure is recorded on the provider row (fenced), so the UI sees it. A session
+logged in with an OAuth token logs in again, at once and without counting a failure,
+when the token is due for renewal (``RenewLogin``); a refused token that was not fresh is
+refreshed and tried once more before the refusal counts.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from email_service import logs
 from email_service.backoff import BackoffPolicy, failures_after_disconnect, next_delay_s
 from email_service.errors import (
+    AuthenticationFailed,
     EmailServiceError,
     LeaseLost,
     PermanentError,
@@ -30,10 +34,17 @@ from email_service.errors import (
     TransientError,
 )
 from email_service.folder_sync import ListenerContext
-from email_service.imap_session import ConnectOptions, ImapSession
+from email_service.imap_session import ConnectOptions, ImapSession, OAuthLogin
 from email_service.model import ProviderConfig
 
 logger = logging.getLogger(__name__)
+
+#: Shortest IDLE or poll wait while a renewal is near, so the loop does not spin.
+MIN_WAIT_S = 0.05
+
+
+class RenewLogin(Exception):
+    """The session's OAuth token is due for renewal: log in again now (not a failure)."""
 
 
 class ConnectionLoop:
@@ -97,6 +108,22 @@ class ConnectionLoop:
     def _set_state(self, state: str) -> None:
         self.state = state
 
+    def _renewal_in_s(self, session: ImapSession) -> float | None:
+        """Seconds until ``session`` must log in again; None if never (password login)."""
+        if session.renew_at is None:
+            return None
+        return (session.renew_at - self._context.clock()).total_seconds()
+
+    def _check_renewal(self, session: ImapSession) -> None:
+        due_in = self._renewal_in_s(session)
+        if due_in is not None and due_in <= 0:
+            raise RenewLogin
+
+    def _wait_cap_s(self, session: ImapSession, wait_s: float) -> float:
+        """``wait_s``, shortened so the wait ends when the session is due for renewal."""
+        due_in = self._renewal_in_s(session)
+        return wait_s if due_in is None else max(min(wait_s, due_in), MIN_WAIT_S)
+
     def _mark_connected(self, session: ImapSession) -> None:
         self._context.providers.save_status(
             self.provider,
@@ -125,6 +152,10 @@ class ConnectionLoop:
                     self._connected_at = time.monotonic()
                     self._follow(session)
                 break  # stopped cleanly
+            except RenewLogin:
+                logger.info("access token due for renewal; logging in again")
+                self._context.metrics.add("email_service_oauth_renewals_total")
+                continue
             except LeaseLost:
                 logger.warning("lease lost; stopping")
                 break
@@ -166,7 +197,14 @@ class ConnectionLoop:
             keepalive=self._settings.socket_keepalive if keepalive is None else keepalive,
             verify_tls=self._settings.tls_reject_unauthorized,
         )
-        session = ImapSession.open(endpoint, login, options)
+        try:
+            session = ImapSession.open(endpoint, login, options)
+        except AuthenticationFailed:
+            if not isinstance(login, OAuthLogin) or login.fresh:
+                raise
+            logger.info("access token refused; refreshing it and trying once more")
+            login = self._context.load_login(self.provider, rejected=login.access_token)
+            session = ImapSession.open(endpoint, login, options)
         self._session = session
         return session
 

@@ -11,7 +11,8 @@ Every error we raise or translate a library's exception into is one of these::
     │   ├── ImapCommandFailed    the server answered NO or BAD to a command we expected to work
     │   ├── ServerThrottled      the server asked us to slow down (carries a hint in seconds)
     │   ├── PublishFailed        Redis unreachable or refused the write
-    │   └── StorageUnavailable   the database is unreachable
+    │   ├── StorageUnavailable   the database is unreachable
+    │   └── TokenEndpointUnavailable  the OAuth token endpoint is down, slow, 5xx or 429
     └── PermanentError           retrying will not help until someone changes something
         ├── AuthenticationFailed the server rejected the credentials
         ├── TlsVerificationFailed the certificate did not verify (wrong host, unknown CA)
@@ -23,11 +24,14 @@ Every error we raise or translate a library's exception into is one of these::
         ├── ReplayImpossible     a dead letter's message cannot be had again (UIDVALIDITY
         │                        changed, expunged, provider removed)
         ├── ProviderNotFound     no such provider for this tenant
-        └── StorageConflict      a write broke a constraint (a duplicate, a missing parent)
+        ├── StorageConflict      a write broke a constraint (a duplicate, a missing parent)
+        ├── ReauthorizationRequired  the OAuth grant is revoked: the provider is parked
+        ├── OAuthRequestRejected the token endpoint refused for another reason
+        └── OAuthStateInvalid    a connect callback's state is forged, expired or replayed
 
 Third-party exceptions are translated into these at the one module that owns the library
 (imapclient in ``imap_session``, redis in ``publisher``, sqlalchemy in ``storage``,
-cryptography in ``secretbox``), with ``raise ... from exc``.
+cryptography in ``secretbox``, authlib in ``oauth.client``), with ``raise ... from exc``.
 """
 
 from __future__ import annotations
@@ -115,3 +119,26 @@ class ProviderNotFound(PermanentError):
 
 class StorageConflict(PermanentError):
     """A database write broke a constraint."""
+
+
+class ReauthorizationRequired(PermanentError):
+    """The OAuth grant was revoked or the client rejected: a person must connect again."""
+
+
+class OAuthRequestRejected(PermanentError):
+    """The token endpoint refused a request for a reason other than a revoked grant."""
+
+
+class OAuthStateInvalid(PermanentError):
+    """The ``state`` of a connect callback is malformed, forged, expired or used already.
+
+    ``reason`` is a short code for the API's error body.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TokenEndpointUnavailable(TransientError):
+    """The OAuth token endpoint could not be reached, timed out, or answered 5xx or 429."""

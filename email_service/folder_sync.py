@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -47,7 +47,7 @@ from email_service.errors import (
 )
 from email_service.events import StreamEntry
 from email_service.fetched import Fetched, FetchedHeaders, FetchedMessage
-from email_service.imap_session import FolderStatus, ImapSession, PasswordLogin
+from email_service.imap_session import FolderStatus, ImapSession, Login
 from email_service.ingest import IngestTarget, build_entry, sections_to_fetch, unfetchable_entry
 from email_service.limits import HEADERS, MISSING, FetchBatch, IngressLimits, plan_fetch_batches
 from email_service.metrics import Metrics
@@ -84,6 +84,12 @@ _retry_writes = retry(
 )
 
 
+class LoadLogin(Protocol):
+    """How a connection gets its credentials (``logins.LoginSource.login_for``)."""
+
+    def __call__(self, provider: ProviderConfig, *, rejected: str | None = None) -> Login: ...
+
+
 @dataclass
 class ListenerContext:
     """What every listener of a worker shares."""
@@ -92,7 +98,7 @@ class ListenerContext:
     cursors: CursorStore
     providers: ProviderStore
     publisher: EventPublisher
-    load_login: Callable[[ProviderConfig], PasswordLogin]
+    load_login: LoadLogin
     metrics: Metrics
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import imapclient
@@ -45,6 +46,7 @@ from email_service.fetched import (
     sizes_from_response,
 )
 from email_service.model import ImapEndpoint, Security
+from oauth.sasl import choose_mechanism, error_acknowledgement, initial_response
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,26 @@ class PasswordLogin:
 
     def __repr__(self) -> str:
         return f"PasswordLogin(username={self.username!r}, password=<redacted>)"
+
+
+@dataclass(frozen=True)
+class OAuthLogin:
+    """Log in with an OAuth2 access token (SASL XOAUTH2 or OAUTHBEARER)."""
+
+    username: str
+    access_token: str
+    #: ``IMAP_OAUTH_AUTH_MECHANISM``; None lets the server's CAPABILITY decide.
+    mechanism: str | None
+    #: The token was just issued (so a refused login is not about its age).
+    fresh: bool
+    #: When a session logged in with this token must log in again (before it expires).
+    renew_at: datetime
+
+    def __repr__(self) -> str:
+        return f"OAuthLogin(username={self.username!r}, access_token=<redacted>)"
+
+
+Login = PasswordLogin | OAuthLogin
 
 
 @dataclass(frozen=True)
@@ -177,9 +199,13 @@ def _enable_keepalive(sock: socket.socket) -> None:
 class ImapSession:
     """A logged-in IMAP connection. Not thread-safe, except ``interrupt``."""
 
-    def __init__(self, client: Any, endpoint: ImapEndpoint) -> None:
+    def __init__(
+        self, client: Any, endpoint: ImapEndpoint, renew_at: datetime | None = None
+    ) -> None:
         self._client = client
         self._endpoint = endpoint
+        #: When this session must log in again (its OAuth token is about to expire).
+        self.renew_at = renew_at
         self._closed = False
         self._idle_partial = b""
         self.capabilities: tuple[str, ...] = tuple(
@@ -187,9 +213,7 @@ class ImapSession:
         )
 
     @classmethod
-    def open(
-        cls, endpoint: ImapEndpoint, login: PasswordLogin, options: ConnectOptions
-    ) -> ImapSession:
+    def open(cls, endpoint: ImapEndpoint, login: Login, options: ConnectOptions) -> ImapSession:
         """Connect, secure, and log in; raise our errors on any failure."""
         where = f"connect to {endpoint.host}:{endpoint.port}"
         context = _ssl_context(endpoint, options)
@@ -216,6 +240,9 @@ class ImapSession:
                         "use --security tls, or none only on a trusted network"
                     )
                 _call("STARTTLS", lambda: client.starttls(context))
+            if isinstance(login, OAuthLogin):
+                _authenticate_oauth(client, login)
+                return cls(client, endpoint, login.renew_at)
             _call("LOGIN", lambda: client.login(login.username, login.password))
             return cls(client, endpoint)
         except BaseException:
@@ -429,6 +456,38 @@ class ImapSession:
             _shutdown_quietly(self._client)
 
 
+def _authenticate_oauth(client: Any, login: OAuthLogin) -> None:
+    """AUTHENTICATE with the access token; the server's error challenge goes into the message.
+
+    imapclient's ``oauth2_login`` answers an error challenge by sending the token again;
+    RFC 7628 asks for an acknowledgement instead, after which the server sends NO.
+    """
+    capabilities = tuple(_text(c).upper() for c in _call("CAPABILITY", client.capabilities))
+    mechanism = choose_mechanism(login.mechanism, capabilities)
+    challenges: list[bytes] = []
+
+    def respond(challenge: bytes) -> bytes:
+        if not challenges and not challenge:
+            challenges.append(b"")
+            return initial_response(mechanism, login.username, login.access_token)
+        challenges.append(challenge)
+        return error_acknowledgement(mechanism)
+
+    where = f"AUTHENTICATE {mechanism}"
+    try:
+        client._command_and_check("authenticate", mechanism, respond)
+    except IMAPClientAbortError as exc:
+        raise translate_error(exc, where) from exc
+    except IMAPClientError as exc:  # NO or BAD: the token (or the account) was refused
+        detail = next((_text(c) for c in challenges if c), "")
+        message = str(exc)[:200] + (f"; server said {detail[:200]}" if detail else "")
+        raise _throttle_hint(message) or AuthenticationFailed(
+            f"{where}: the server rejected the access token ({message})"
+        ) from exc
+    except Exception as exc:
+        raise translate_error(exc, where) from exc
+
+
 def _wait_readable(sock: socket.socket, timeout_s: float) -> None:
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
@@ -454,7 +513,7 @@ def _shutdown_quietly(client: Any) -> None:
 
 @contextmanager
 def open_session(
-    endpoint: ImapEndpoint, login: PasswordLogin, options: ConnectOptions
+    endpoint: ImapEndpoint, login: Login, options: ConnectOptions
 ) -> Iterator[ImapSession]:
     session = ImapSession.open(endpoint, login, options)
     try:

@@ -26,6 +26,7 @@ from email_service.connection_loop import ConnectionLoop
 from email_service.folder_sync import FolderSync, ListenerContext
 from email_service.imap_session import ImapSession
 from email_service.model import FolderKey, ProviderConfig
+from providers.presets import idle_reissue_ms
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class FolderListener(ConnectionLoop):
         _status, cursor = self._sync.open_folder(session)
         self._mark_connected(session)
         idle = session.has_capability("IDLE")
+        reissue_ms = idle_reissue_ms(self.provider.provider_type, self._settings.idle_reissue_ms)
+        reissue_s = reissue_ms / 1000
         while not self._stop.is_set():
             session.take_new_mail_hint()  # the SEARCH below sees whatever it announced
             cursor = self._sync.catch_up(session, cursor)
@@ -68,15 +71,17 @@ class FolderListener(ConnectionLoop):
                 break
             if session.take_new_mail_hint():
                 continue  # mail arrived during the catch-up: the server will not repeat it
+            self._check_renewal(session)
             self._set_state("idle" if idle else "polling")
             if idle:
-                reissue_s = self._settings.idle_reissue_ms / 1000
-                if not session.wait_for_changes(self._stop, reissue_s):
+                if not session.wait_for_changes(self._stop, self._wait_cap_s(session, reissue_s)):
                     if self._stop.is_set():
                         break
+                    self._check_renewal(session)
                     session.noop()  # liveness check before re-entering IDLE
             else:
-                if self._stop.wait(self._settings.poll_interval_ms / 1000):
+                wait_s = self._wait_cap_s(session, self._settings.poll_interval_ms / 1000)
+                if self._stop.wait(wait_s):
                     break
                 session.noop()
             self._set_state("syncing")

@@ -23,6 +23,14 @@ METRICS: dict[str, tuple[str, str]] = {
         "Parts left out of published events by a size cap, by ingressSkipReasons reason",
     ),
     "email_service_listener_errors_total": ("counter", "Listener failures, by kind"),
+    "email_service_oauth_refreshes_total": (
+        "counter",
+        "OAuth access token refreshes, by outcome (ok, failed, reauth_required, superseded)",
+    ),
+    "email_service_oauth_renewals_total": (
+        "counter",
+        "Connections that logged in again because their access token was about to expire",
+    ),
     "email_service_listeners": ("gauge", "IMAP connections (listeners and pollers), by state"),
     "email_service_leases_held": ("gauge", "Provider leases this worker holds"),
     "email_service_api_requests_total": ("counter", "API requests, by method, route and status"),

@@ -27,6 +27,22 @@ class Security(enum.StrEnum):
 
 #: Folder monitored when ``folder_filters`` is empty (DESIGN.md section 4).
 DEFAULT_FOLDERS = ("INBOX",)
+#: ``email_providers.status`` of a provider whose OAuth grant was revoked: its listeners
+#: park until someone connects it again through the OAuth flow.
+REAUTH_REQUIRED = "reauth_required"
+#: ``imap_email_provider_config.auth_type`` values.
+AUTH_PASSWORD = "password"  # noqa: S105 - the auth_type value, not a password
+AUTH_OAUTH2 = "oauth2"
+
+
+@dataclass(frozen=True)
+class OAuthFields:
+    """The OAuth columns of a provider (``None``: the preset's or the settings' value)."""
+
+    authorize_url: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,9 +77,19 @@ class ProviderConfig:
     is_paused: bool = False
     #: Connections this account may hold at once; None means the setting's default.
     max_connections: int | None = None
+    oauth: OAuthFields = OAuthFields()
 
     def password_secret_name(self) -> str:
         return f"imap_password_{self.id}"
+
+    def client_secret_name(self) -> str:
+        return f"imap_oauth_client_secret_{self.id}"
+
+    def refresh_token_secret_name(self) -> str:
+        return f"imap_refresh_token_{self.id}"
+
+    def access_token_secret_name(self) -> str:
+        return f"imap_access_token_{self.id}"
 
 
 @dataclass(frozen=True)
@@ -77,9 +103,10 @@ class NewProvider:
     username: str
     folders: tuple[str, ...] = DEFAULT_FOLDERS
     provider_type: str = "imap"
-    auth_type: str = "password"
+    auth_type: str = AUTH_PASSWORD
     max_connections: int | None = None
     is_active: bool = True
+    oauth: OAuthFields = OAuthFields()
 
 
 class Keep(enum.Enum):

@@ -106,8 +106,9 @@ class FolderPoller(ConnectionLoop):
             )
             previous = step.folder_index
             self._visit(session, self._syncs[step.folder_index])
+            self._check_renewal(session)
             self._set_state("polling")
-            if self._stop.wait(step.wait_s):
+            if self._stop.wait(self._wait_cap_s(session, step.wait_s)):
                 break
 
     def _visit(self, session: ImapSession, sync: FolderSync) -> None:

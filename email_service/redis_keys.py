@@ -43,3 +43,8 @@ def gmail_message_key(tenant: str, provider_id: str, gmail_msgid: int) -> str:
 def replayed_key(event_id: str) -> str:
     """Set (NX) when a dead letter is replayed as the event ``event_id``; holds its stream id."""
     return f"{KEY_PREFIX}:replayed:{event_id}"
+
+
+def oauth_flow_key(nonce: str) -> str:
+    """One pending OAuth connect flow (its PKCE verifier, encrypted), taken once by the callback."""
+    return f"{KEY_PREFIX}:oauth-flow:{nonce}"

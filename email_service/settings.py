@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from email_service.errors import InvalidSettings
 
@@ -145,6 +146,21 @@ def _parse_origins(value: str) -> tuple[str, ...]:
     if not origins:
         raise ValueError("expected one or more origins separated by commas")
     return tuple(origins)
+
+
+def _parse_http_url(value: str) -> str:
+    url = value.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.fragment:
+        raise ValueError("expected an absolute http(s) URL without a #fragment")
+    return url
+
+
+def _parse_redirect_uris(value: str) -> tuple[str, ...]:
+    uris = tuple(_parse_http_url(item) for item in value.split(",") if item.strip())
+    if not uris:
+        raise ValueError("expected one or more URLs separated by commas")
+    return uris
 
 
 @dataclass(frozen=True)
@@ -524,6 +540,82 @@ VARIABLES: tuple[Variable, ...] = (
         "to the last answer",
     ),
     Variable(
+        "IMAP_OAUTH_REFRESH_MARGIN_MS",
+        "oauth_refresh_margin_ms",
+        _parse_int(1000),
+        300_000,
+        "how long before an OAuth access token expires it is refreshed and the connections "
+        "using it log in again (at most a quarter of the token's lifetime)",
+    ),
+    Variable(
+        "EMAIL_SERVICE_OAUTH_TIMEOUT_MS",
+        "oauth_timeout_ms",
+        _parse_int(100),
+        10_000,
+        "time bound of one request to an OAuth token endpoint",
+    ),
+    Variable(
+        "EMAIL_SERVICE_OAUTH_STATE_SECRET",
+        "oauth_state_secret",
+        _parse_jwt_secret,
+        None,
+        "secret that signs the state of the OAuth connect flow (32 characters or more)",
+        secret=True,
+    ),
+    Variable(
+        "EMAIL_SERVICE_OAUTH_REDIRECT_URIS",
+        "oauth_redirect_uris",
+        _parse_redirect_uris,
+        (),
+        "redirect URIs the OAuth connect flow may use (registered with the providers), comma "
+        "separated; the first is used when a request names none",
+    ),
+    Variable(
+        "EMAIL_SERVICE_OAUTH_UI_URL",
+        "oauth_ui_url",
+        _parse_http_url,
+        None,
+        "page of the tenant UI the OAuth callback sends the browser to, with providerId and "
+        "status (or error) added; unset means the callback answers JSON",
+    ),
+    Variable(
+        "EMAIL_SERVICE_OAUTH_GOOGLE_CLIENT_ID",
+        "oauth_google_client_id",
+        _parse_text,
+        None,
+        "OAuth client id of the Google app, for google providers that carry none of their own",
+    ),
+    Variable(
+        "EMAIL_SERVICE_OAUTH_GOOGLE_CLIENT_SECRET",
+        "oauth_google_client_secret",
+        _parse_text,
+        None,
+        "OAuth client secret of the Google app (with EMAIL_SERVICE_OAUTH_GOOGLE_CLIENT_ID)",
+        secret=True,
+    ),
+    Variable(
+        "EMAIL_SERVICE_OAUTH_MICROSOFT_CLIENT_ID",
+        "oauth_microsoft_client_id",
+        _parse_text,
+        None,
+        "OAuth client id of the Microsoft Entra app, for microsoft providers that carry none",
+    ),
+    Variable(
+        "EMAIL_SERVICE_OAUTH_MICROSOFT_CLIENT_SECRET",
+        "oauth_microsoft_client_secret",
+        _parse_text,
+        None,
+        "OAuth client secret of the Microsoft Entra app",
+        secret=True,
+    ),
+    Variable(
+        "EMAIL_SERVICE_OAUTH_MICROSOFT_TENANT",
+        "oauth_microsoft_tenant",
+        _parse_text,
+        "common",
+        "Microsoft Entra tenant of the login endpoints: common, organizations, or a tenant id",
+    ),
+    Variable(
         "IMAP_ALLOW_PRIVATE_HOSTS",
         "allow_private_hosts",
         _parse_bool,
@@ -589,6 +681,16 @@ class Settings:
     api_imap_calls_per_minute: int
     api_imap_timeout_ms: int
     allow_private_hosts: bool
+    oauth_refresh_margin_ms: int
+    oauth_timeout_ms: int
+    oauth_state_secret: str | None
+    oauth_redirect_uris: tuple[str, ...]
+    oauth_ui_url: str | None
+    oauth_google_client_id: str | None
+    oauth_google_client_secret: str | None
+    oauth_microsoft_client_id: str | None
+    oauth_microsoft_client_secret: str | None
+    oauth_microsoft_tenant: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, default_worker_id: str = "") -> Settings:

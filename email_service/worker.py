@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 
 from email_service.budget import plan_connections
 from email_service.connection_loop import ConnectionLoop
-from email_service.errors import EmailServiceError, PermanentError, StorageUnavailable
+from email_service.errors import EmailServiceError, StorageUnavailable
 from email_service.fair_share import (
     lease_must_be_dropped,
     pick_to_release,
@@ -32,8 +32,8 @@ from email_service.fair_share import (
 )
 from email_service.folder_sync import ListenerContext
 from email_service.http_health import run_health_server
-from email_service.imap_session import PasswordLogin
 from email_service.listener import FolderListener
+from email_service.logins import LoginSource
 from email_service.metrics import Metrics
 from email_service.model import ProviderConfig
 from email_service.poller import FolderPoller
@@ -43,6 +43,7 @@ from email_service.settings import Settings
 from email_service.store.cursors import CursorStore
 from email_service.store.engine import make_engine
 from email_service.store.leases import LeaseStore
+from email_service.store.oauth_grants import OAuthGrantStore
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
 from email_service.supervision import (
@@ -53,6 +54,7 @@ from email_service.supervision import (
     plan_specs,
     stagger_delay_s,
 )
+from oauth.tokens import TokenManager
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +99,11 @@ class WorkerParts:
         secrets = SecretStore(engine, SecretBox(settings.require_secret_keys()))
         providers = ProviderStore(engine)
 
-        def load_login(provider: ProviderConfig) -> PasswordLogin:
-            if provider.auth_type != "password":
-                raise PermanentError(
-                    f"auth_type {provider.auth_type!r} is not supported by this worker yet"
-                )
-            password = secrets.load_secret(provider.tenant, provider.password_secret_name())
-            return PasswordLogin(provider.username, password)
-
+        worker_id = f"{settings.worker_id}-{uuid.uuid4().hex[:6]}"
+        metrics = Metrics()
+        grants = OAuthGrantStore(engine, secrets)
+        tokens = TokenManager(grants, secrets, settings, owner=worker_id, metrics=metrics)
+        logins = LoginSource(settings, secrets, tokens)
         context = ListenerContext(
             settings=settings,
             cursors=CursorStore(engine),
@@ -115,10 +114,9 @@ class WorkerParts:
                 dlq_stream=settings.dlq_stream,
                 mark_ttl_s=settings.published_mark_ttl_s,
             ),
-            load_login=load_login,
-            metrics=Metrics(),
+            load_login=logins.login_for,
+            metrics=metrics,
         )
-        worker_id = f"{settings.worker_id}-{uuid.uuid4().hex[:6]}"
         return cls(settings, engine, providers, secrets, context, worker_id)
 
 

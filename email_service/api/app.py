@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from email_service import logs
-from email_service.api import cors, providers
+from email_service.api import cors, oauth_connect, providers
 from email_service.api.auth import TENANT_HEADER
 from email_service.api.openapi import API_PREFIX, OPENAPI_PATH, build_document
 from email_service.api.parts import CALLER_KEY, PARTS, ApiParts, parts_of
@@ -55,6 +55,7 @@ def build_app(parts: ApiParts) -> web.Application:
 
     app.router.add_get(OPENAPI_PATH, openapi)
     providers.add_routes(app, API_PREFIX)
+    oauth_connect.add_routes(app)
     add_health_routes(
         app, engine=parts.engine, redis_client=parts.redis_client, metrics=parts.metrics
     )
@@ -189,7 +190,12 @@ async def _checked(request: web.Request, handler: Handler, parts: ApiParts) -> w
 
 @web.middleware
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not (request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/")):
+    path = request.path
+    if not (
+        path == API_PREFIX
+        or path.startswith(API_PREFIX + "/")
+        or path in oauth_connect.AUTHENTICATED_PATHS
+    ):
         return await handler(request)
     caller = parts_of(request).verifier.verify(
         request.headers.get("Authorization"),

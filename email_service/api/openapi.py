@@ -12,6 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from email_service.api.oauth_connect import (
+    CALLBACK_PATH,
+    CALLBACK_QUERY,
+    INITIATE_FIELDS,
+    INITIATE_PATH,
+)
 from email_service.api.validation import (
     ACCEPTED,
     FOLDER_PATTERN,
@@ -177,6 +183,35 @@ def _schemas() -> dict[str, Any]:
             required=("error", "message"),
         ),
         "FieldError": _object({"field": _STRING, "message": _STRING}),
+        "OAuthInitiate": {
+            "type": "object",
+            "properties": {
+                "providerId": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_PROVIDER_ID_CHARS,
+                    "description": INITIATE_FIELDS["providerId"],
+                },
+                "redirectUri": {"type": "string", "description": INITIATE_FIELDS["redirectUri"]},
+            },
+            "required": ["providerId"],
+            "additionalProperties": False,
+        },
+        "OAuthStarted": _object(
+            {
+                "authUrl": {
+                    "type": "string",
+                    "description": "send the browser here: the provider's consent page",
+                },
+                "state": {
+                    "type": "string",
+                    "description": "signed, single-use, valid for 10 minutes",
+                },
+            }
+        ),
+        "OAuthConnected": _object(
+            {"providerId": _STRING, "status": {"type": "string", "enum": ["connected"]}}
+        ),
         "ProviderCreate": {
             "type": "object",
             "properties": fields,
@@ -337,7 +372,9 @@ def _json(
 
 
 _ERRORS = {
-    400: "malformed request (body not JSON, or not an object)",
+    400: "malformed request (body not JSON, or not an object); for the OAuth callback: a "
+    "state that is malformed, forged, expired or used already, or a refused code",
+    403: "the OAuth state belongs to another tenant",
     401: "missing or bad bearer token",
     404: "no such provider for this tenant (also another tenant's provider)",
     409: "the provider cannot do this (no readable password, or not a password provider)",
@@ -345,8 +382,9 @@ _ERRORS = {
     415: "body is not application/json",
     422: "a field is invalid; `fields` names each one and says what is accepted",
     429: "too many calls that open mail server connections; retry after `Retry-After` seconds",
-    502: "the mail server failed (connection, TLS or login)",
-    503: "the database is unavailable; retry after `Retry-After` seconds",
+    502: "the mail server (or the OAuth token endpoint) failed",
+    503: "the database is unavailable, or the OAuth flow is not configured; retry after "
+    "`Retry-After` seconds",
     504: "the mail server did not answer in time",
 }
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "required": True}}
@@ -565,6 +603,46 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        INITIATE_PATH: {
+            "post": {
+                **_operation(
+                    "initiateOAuth",
+                    "Start connecting a provider with OAuth2: the consent URL and its state",
+                    {
+                        "200": _json("OAuthStarted", "send the browser to authUrl"),
+                        **_errors(404, 409, *_BODY_ERRORS),
+                    },
+                    body="OAuthInitiate",
+                    description="PKCE (S256) always; the state is bound to the tenant, the "
+                    "provider and the redirect URI, which must be on the operator's allow-list.",
+                ),
+                "tags": ["oauth"],
+            }
+        },
+        CALLBACK_PATH: {
+            "get": {
+                "operationId": "oauthCallback",
+                "summary": "Where the provider sends the browser back: stores the grant",
+                "tags": ["oauth"],
+                "security": [{}, {"bearerAuth": []}],
+                "parameters": [
+                    {"name": name, "in": "query", "required": name == "state", "schema": _STRING}
+                    for name in sorted(CALLBACK_QUERY)
+                ],
+                "responses": {
+                    "200": _json("OAuthConnected", "connected (no UI URL is configured)"),
+                    "302": {
+                        "description": "connected: back to the UI with providerId and status",
+                        "headers": {"Location": {"schema": _STRING, "required": True}},
+                    },
+                    **{
+                        str(status): _json("ErrorBody", _ERRORS[status])
+                        for status in (400, 401, 403, 404, 409, 422, 502)
+                    },
+                    "503": _json("ErrorBody", _ERRORS[503], _RETRY_AFTER),
+                },
+            }
+        },
         OPENAPI_PATH: {
             "get": {
                 "operationId": "openapi",
@@ -594,6 +672,7 @@ def build_document() -> dict[str, Any]:
         "security": [{"bearerAuth": []}],
         "tags": [
             {"name": "providers", "description": "IMAP mailboxes of the caller's tenant"},
+            {"name": "oauth", "description": "connecting a mailbox with OAuth2"},
             {"name": "operations", "description": "probes for operators (no token)"},
         ],
         "paths": _paths(),

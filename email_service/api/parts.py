@@ -36,6 +36,8 @@ class ApiParts:
     verifier: TokenVerifier
     imap: ImapCalls
     limiter: RateLimiter
+    #: Seals what the API keeps outside the database (the OAuth connect flow in Redis).
+    box: SecretBox
 
     @classmethod
     def build(cls, settings: Settings, *, resolver: Resolver = resolve_addresses) -> ApiParts:
@@ -57,6 +59,7 @@ class ApiParts:
                 capacity=settings.api_imap_calls_per_minute,
                 per_minute=settings.api_imap_calls_per_minute,
             ),
+            box=box,
         )
 
     def close(self) -> None:

@@ -22,9 +22,11 @@ from email_service.errors import LeaseLost, ProviderNotFound
 from email_service.model import (
     DEFAULT_FOLDERS,
     KEEP,
+    REAUTH_REQUIRED,
     FolderKey,
     ImapEndpoint,
     NewProvider,
+    OAuthFields,
     ProviderChanges,
     ProviderConfig,
     Security,
@@ -113,6 +115,12 @@ def _provider_from_row(row: Row[Any]) -> ProviderConfig:
         updated_at=max(m["updated_at"], m["config_updated_at"]),
         is_paused=m["is_paused"],
         max_connections=m["max_connections"],
+        oauth=OAuthFields(
+            authorize_url=m["oauth_authorize_url"],
+            token_url=m["oauth_token_url"],
+            client_id=m["oauth_client_id"],
+            scopes=tuple((m["oauth_scopes"] or "").split()),
+        ),
     )
 
 
@@ -150,6 +158,10 @@ def _select_providers() -> Any:
         _config.c.folder_filters,
         _config.c.lease_fence,
         _config.c.max_connections,
+        _config.c.oauth_authorize_url,
+        _config.c.oauth_token_url,
+        _config.c.oauth_client_id,
+        _config.c.oauth_scopes,
         _config.c.updated_at.label("config_updated_at"),
     ).join(
         _config,
@@ -201,6 +213,11 @@ class ProviderStore:
                     connection_timeout_ms=new.endpoint.timeout_ms,
                     max_connections=new.max_connections,
                     socket_keepalive=new.endpoint.socket_keepalive,
+                    oauth_authorize_url=new.oauth.authorize_url,
+                    oauth_token_url=new.oauth.token_url,
+                    oauth_client_id=new.oauth.client_id,
+                    oauth_scopes=" ".join(new.oauth.scopes) or None,
+                    oauth_token_version=0,
                     created_at=now,
                     updated_at=now,
                 )
@@ -216,7 +233,9 @@ class ProviderStore:
 
     def load_active_providers(self) -> list[ProviderConfig]:
         query = _select_providers().where(
-            _providers.c.is_active.is_(True), _providers.c.is_paused.is_(False)
+            _providers.c.is_active.is_(True),
+            _providers.c.is_paused.is_(False),
+            _providers.c.status != REAUTH_REQUIRED,
         )
         with transaction(self._engine) as connection:
             return [_provider_from_row(row) for row in connection.execute(query)]
@@ -469,8 +488,13 @@ class ProviderStore:
             provider_values: dict[str, Any] = {"status": status, "error_message": error_text}
             if synced:
                 provider_values["last_sync_at"] = now
+            # A provider parked for re-authorisation stays so until the connect flow ends.
             connection.execute(
                 update(_providers)
-                .where(_providers.c.id == provider.id, _providers.c.tenant == provider.tenant)
+                .where(
+                    _providers.c.id == provider.id,
+                    _providers.c.tenant == provider.tenant,
+                    _providers.c.status != REAUTH_REQUIRED,
+                )
                 .values(**provider_values)
             )

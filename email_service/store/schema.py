@@ -94,6 +94,12 @@ imap_email_provider_config = Table(
     Column("oauth_client_id", Text),
     Column("oauth_scopes", Text),
     Column("token_expires_at", UtcDateTime),
+    # Bumped by every stored refresh and connect: the compare-and-set of single-flight refresh.
+    Column("oauth_token_version", BigInteger, nullable=False, default=0),
+    Column("token_refreshed_at", UtcDateTime),
+    # Who is refreshing the token now, and until when (database clock); see oauth_grants.
+    Column("oauth_refresh_owner", String(255)),
+    Column("oauth_refresh_until", UtcDateTime),
     Column("folder_state", JsonColumn, nullable=False, default=dict),
     Column("lease_owner", String(255)),
     Column("lease_expires_at", UtcDateTime),

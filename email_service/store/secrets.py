@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from email_service.errors import SecretUndecryptable
 from email_service.secretbox import SecretBox
@@ -22,24 +22,24 @@ class SecretStore:
         self._box = box
 
     def save_secret(self, tenant: str, name: str, plaintext: str) -> None:
+        with transaction(self._engine) as connection:
+            self.save_in(connection, tenant, name, plaintext)
+
+    def save_in(self, connection: Connection, tenant: str, name: str, plaintext: str) -> None:
+        """Save within the caller's transaction (so a secret and a row change commit together)."""
         ciphertext = self._box.encrypt(plaintext)
         now = datetime.now(UTC)
-        with transaction(self._engine) as connection:
-            changed = connection.execute(
-                update(_secrets)
-                .where(_secrets.c.tenant == tenant, _secrets.c.name == name)
-                .values(ciphertext=ciphertext, updated_at=now)
-            ).rowcount
-            if changed == 0:
-                connection.execute(
-                    _secrets.insert().values(
-                        tenant=tenant,
-                        name=name,
-                        ciphertext=ciphertext,
-                        created_at=now,
-                        updated_at=now,
-                    )
+        changed = connection.execute(
+            update(_secrets)
+            .where(_secrets.c.tenant == tenant, _secrets.c.name == name)
+            .values(ciphertext=ciphertext, updated_at=now)
+        ).rowcount
+        if changed == 0:
+            connection.execute(
+                _secrets.insert().values(
+                    tenant=tenant, name=name, ciphertext=ciphertext, created_at=now, updated_at=now
                 )
+            )
 
     def load_secret(self, tenant: str, name: str) -> str:
         """The plaintext, or ``SecretUndecryptable`` when missing or unreadable."""
@@ -52,6 +52,13 @@ class SecretStore:
         if ciphertext is None:
             raise SecretUndecryptable(f"secret {name} is not stored: set it again")
         return self._box.decrypt(bytes(ciphertext), name=name)
+
+    def load_optional(self, tenant: str, name: str) -> str | None:
+        """The plaintext, or None when no such secret is stored (or it is unreadable)."""
+        try:
+            return self.load_secret(tenant, name)
+        except SecretUndecryptable:
+            return None
 
     def delete_secret(self, tenant: str, name: str) -> None:
         with transaction(self._engine) as connection:

@@ -57,7 +57,14 @@ async def literal_addresses_only(host: str, port: int) -> list[str]:
 
 @pytest.fixture
 def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
-    settings = Settings.from_env(api_environ(environ, EMAIL_SERVICE_API_IMAP_CALLS_PER_MINUTE="45"))
+    settings = Settings.from_env(
+        api_environ(
+            environ,
+            EMAIL_SERVICE_API_IMAP_CALLS_PER_MINUTE="45",
+            EMAIL_SERVICE_OAUTH_STATE_SECRET="state-secret-for-the-schema-run-0123456789",
+            EMAIL_SERVICE_OAUTH_REDIRECT_URIS="https://ui.example.com/oauth/done",
+        )
+    )
     harness = ApiHarness(settings, resolver=literal_addresses_only)
     yield harness
     harness.close()

@@ -11,7 +11,7 @@ import redis
 
 from email_service.devserver.dovecot import DovecotServer
 from email_service.folder_sync import ListenerContext
-from email_service.imap_session import PasswordLogin
+from email_service.imap_session import Login
 from email_service.model import FolderKey, ProviderConfig
 from email_service.poller import FolderPoller
 from email_service.settings import Settings
@@ -33,9 +33,9 @@ class CountingLogins:
         self._load = context.load_login
         self.calls = 0
 
-    def __call__(self, provider: ProviderConfig) -> PasswordLogin:
+    def __call__(self, provider: ProviderConfig, *, rejected: str | None = None) -> Login:
         self.calls += 1
-        return self._load(provider)
+        return self._load(provider, rejected=rejected)
 
 
 @pytest.fixture

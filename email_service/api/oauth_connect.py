@@ -1,0 +1,261 @@
+"""The OAuth connect flow of ``email-service api`` (shell): initiate and callback.
+
+``POST /api/email/oauth/imap/initiate`` (tenant token required) takes ``{providerId,
+redirectUri?}``, keeps a new PKCE verifier in Redis (encrypted, 10 minutes) under a
+nonce, and answers ``{authUrl, state}``: the provider's consent page with S256 PKCE and
+a state signed over nonce, tenant, provider and redirect URI (``oauth.state``).
+
+``GET /api/email/oauth/imap/callback?code&state`` (reached by the browser, so no token;
+if a token is sent anyway its tenant must be the state's) verifies the state, takes the
+flow out of Redis (GETDEL: a state works once), exchanges the code with the verifier,
+stores the tokens (``store.oauth_grants.save_connected_grant``: the provider is
+connected, un-parked and its connections restart), and sends the browser to
+``EMAIL_SERVICE_OAUTH_UI_URL`` with ``providerId`` and ``status=connected`` (or answers
+JSON when no UI URL is set). Every refusal is a 4xx with a code saying why; no code,
+token or state is ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from aiohttp import web
+
+from email_service.api.auth import TENANT_HEADER
+from email_service.api.parts import ApiParts, caller_of, parts_of
+from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields, provider_not_found
+from email_service.api.providers import read_json
+from email_service.api.validation import require_object, validate_provider_id
+from email_service.errors import (
+    OAuthRequestRejected,
+    OAuthStateInvalid,
+    PermanentError,
+    ProviderNotFound,
+    ReauthorizationRequired,
+    TokenEndpointUnavailable,
+)
+from email_service.model import AUTH_OAUTH2, ProviderConfig
+from email_service.redis_keys import oauth_flow_key
+from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens
+from oauth.client import OAuthClientConfig, authorization_url, exchange_code
+from oauth.endpoints import client_config
+from oauth.state import (
+    STATE_TTL_S,
+    StateClaims,
+    new_code_verifier,
+    new_nonce,
+    sign_state,
+    verify_state,
+)
+from oauth.timing import expires_at
+
+INITIATE_PATH = "/api/email/oauth/imap/initiate"
+CALLBACK_PATH = "/api/email/oauth/imap/callback"
+#: Routes outside ``/api/v1`` that still need a bearer token.
+AUTHENTICATED_PATHS = frozenset({INITIATE_PATH})
+#: Query parameters the callback accepts (RFC 6749 4.1.2 and 4.1.2.1).
+CALLBACK_QUERY = frozenset({"code", "state", "error", "error_description", "error_uri", "scope"})
+INITIATE_FIELDS = {
+    "providerId": "the id of one of your providers that uses OAuth2",
+    "redirectUri": "one of the redirect URIs the operator allowed "
+    "(EMAIL_SERVICE_OAUTH_REDIRECT_URIS); omit for the first",
+}
+MAX_CODE_CHARS = 2048
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(INITIATE_PATH, initiate)
+    app.router.add_get(CALLBACK_PATH, callback)
+
+
+@dataclass(frozen=True)
+class _Flow:
+    """What initiate keeps for the callback."""
+
+    tenant: str
+    provider_id: str
+    redirect_uri: str
+    code_verifier: str
+
+
+def _state_secret(parts: ApiParts) -> str:
+    settings = parts.settings
+    if settings.oauth_state_secret is None or not settings.oauth_redirect_uris:
+        raise ApiProblem(
+            503,
+            "oauth_not_configured",
+            "the OAuth connect flow is not configured: the operator sets "
+            "EMAIL_SERVICE_OAUTH_STATE_SECRET and EMAIL_SERVICE_OAUTH_REDIRECT_URIS",
+            headers={"Retry-After": "3600"},
+        )
+    return settings.oauth_state_secret
+
+
+def _validate_initiate(body: Any, allowed: tuple[str, ...]) -> tuple[str, str]:
+    values = require_object(body)
+    problems = [
+        FieldProblem(name[:64], "unknown field (accepted: providerId, redirectUri)")
+        for name in values
+        if name not in INITIATE_FIELDS
+    ]
+    provider_id = values.get("providerId")
+    if not isinstance(provider_id, str) or not validate_provider_id(provider_id):
+        problems.append(FieldProblem("providerId", f"required: {INITIATE_FIELDS['providerId']}"))
+    redirect_uri = values.get("redirectUri", allowed[0])
+    if not isinstance(redirect_uri, str) or redirect_uri not in allowed:
+        problems.append(
+            FieldProblem("redirectUri", f"not allowed: {INITIATE_FIELDS['redirectUri']}")
+        )
+    if problems:
+        raise invalid_fields(problems)
+    return str(provider_id), str(redirect_uri)
+
+
+async def _oauth_provider(parts: ApiParts, tenant: str, provider_id: str) -> ProviderConfig:
+    try:
+        provider = await asyncio.to_thread(parts.providers.find_provider, provider_id, tenant)
+    except ProviderNotFound:
+        raise provider_not_found() from None
+    if provider.auth_type != AUTH_OAUTH2:
+        raise ApiProblem(409, "not_oauth", "this provider logs in with a password, not OAuth2")
+    return provider
+
+
+async def _client_config(parts: ApiParts, provider: ProviderConfig) -> OAuthClientConfig:
+    def load() -> OAuthClientConfig:
+        secret = parts.secrets.load_optional(provider.tenant, provider.client_secret_name())
+        return client_config(provider, parts.settings, secret)
+
+    try:
+        return await asyncio.to_thread(load)
+    except PermanentError as exc:
+        raise ApiProblem(409, "oauth_client_missing", str(exc)) from None
+
+
+async def initiate(request: web.Request) -> web.Response:
+    parts, tenant = parts_of(request), caller_of(request).tenant
+    key = _state_secret(parts)
+    provider_id, redirect_uri = _validate_initiate(
+        await read_json(request), parts.settings.oauth_redirect_uris
+    )
+    provider = await _oauth_provider(parts, tenant, provider_id)
+    config = await _client_config(parts, provider)
+    nonce, verifier = new_nonce(), new_code_verifier()
+    flow = json.dumps(
+        {"t": tenant, "p": provider_id, "r": redirect_uri, "v": verifier}, separators=(",", ":")
+    )
+    sealed = parts.box.encrypt(flow)
+    await asyncio.to_thread(parts.redis_client.set, oauth_flow_key(nonce), sealed, ex=STATE_TTL_S)
+    claims = StateClaims(nonce, tenant, provider_id, redirect_uri, int(time.time()) + STATE_TTL_S)
+    state = sign_state(claims, key)
+    url = authorization_url(config, redirect_uri=redirect_uri, state=state, code_verifier=verifier)
+    return web.json_response({"authUrl": url, "state": state})
+
+
+def _bad_state(reason: str, message: str, status: int = 400) -> ApiProblem:
+    return ApiProblem(status, f"invalid_state_{reason}", message)
+
+
+async def _take_flow(parts: ApiParts, claims: StateClaims) -> _Flow:
+    raw = await asyncio.to_thread(parts.redis_client.getdel, oauth_flow_key(claims.nonce))
+    if raw is None:
+        raise _bad_state(
+            "used", "this connect flow was already completed or is unknown: start again"
+        )
+    body = json.loads(parts.box.decrypt(bytes(raw), name="oauth flow"))
+    flow = _Flow(str(body["t"]), str(body["p"]), str(body["r"]), str(body["v"]))
+    if (flow.tenant, flow.provider_id, flow.redirect_uri) != (
+        claims.tenant,
+        claims.provider_id,
+        claims.redirect_uri,
+    ):
+        raise _bad_state("mismatch", "the state does not belong to this connect flow")
+    return flow
+
+
+def _check_callback_caller(request: web.Request, claims: StateClaims) -> None:
+    """A callback that carries a token (a UI forwarding it) must come from the state's tenant."""
+    authorization = request.headers.get("Authorization")
+    if authorization is None:
+        return
+    caller = parts_of(request).verifier.verify(
+        authorization, request.headers.get(TENANT_HEADER), now_s=int(time.time())
+    )
+    if caller.tenant != claims.tenant:
+        raise _bad_state("tenant", "this connect flow was started by another tenant", 403)
+
+
+async def callback(request: web.Request) -> web.StreamResponse:
+    parts = parts_of(request)
+    key = _state_secret(parts)
+    query = request.query
+    unknown = sorted(set(query) - CALLBACK_QUERY)
+    if unknown:
+        raise invalid_fields([FieldProblem(n[:64], "unknown query parameter") for n in unknown])
+    state = query.get("state")
+    if not state:
+        raise invalid_fields([FieldProblem("state", "required: the state from initiate")])
+    try:
+        claims = verify_state(state, key, now_s=time.time())
+    except OAuthStateInvalid as exc:
+        raise _bad_state(exc.reason, str(exc)) from None
+    _check_callback_caller(request, claims)
+    flow = await _take_flow(parts, claims)
+    if "error" in query:
+        return _finish(parts, claims.provider_id, {"error": "consent_refused"}, status=400)
+    code = query.get("code", "")
+    if not code or len(code) > MAX_CODE_CHARS:
+        raise invalid_fields([FieldProblem("code", "required: the authorization code")])
+    provider = await _oauth_provider(parts, flow.tenant, flow.provider_id)
+    config = await _client_config(parts, provider)
+    started = datetime.now(UTC)
+    try:
+        issued = await asyncio.to_thread(
+            exchange_code,
+            config,
+            code=code,
+            redirect_uri=flow.redirect_uri,
+            code_verifier=flow.code_verifier,
+            timeout_s=parts.settings.oauth_timeout_ms / 1000,
+        )
+    except (ReauthorizationRequired, OAuthRequestRejected) as exc:
+        raise ApiProblem(400, "code_rejected", f"the provider refused the code: {exc}") from None
+    except TokenEndpointUnavailable as exc:
+        raise ApiProblem(502, "token_endpoint_unavailable", str(exc)) from None
+    if issued.refresh_token is None:
+        raise ApiProblem(
+            400,
+            "no_refresh_token",
+            "the provider issued no refresh token (offline access was not granted): "
+            "connect again and accept offline access",
+        )
+    tokens = StoredTokens(
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        expires_at=expires_at(started, issued.expires_in_s),
+        refreshed_at=started,
+    )
+    grants = OAuthGrantStore(parts.engine, parts.secrets)
+    await asyncio.to_thread(grants.save_connected_grant, flow.tenant, flow.provider_id, tokens)
+    return _finish(parts, flow.provider_id, {"status": "connected"})
+
+
+def _finish(
+    parts: ApiParts, provider_id: str, outcome: dict[str, str], *, status: int = 200
+) -> web.StreamResponse:
+    """Send the browser back to the UI, or answer JSON when no UI URL is configured."""
+    ui_url = parts.settings.oauth_ui_url
+    if ui_url is None:
+        if status >= 400:
+            raise ApiProblem(status, outcome["error"], "the user did not grant access")
+        return web.json_response({"providerId": provider_id, **outcome}, status=status)
+    scheme, netloc, path, query, _fragment = urlsplit(ui_url)
+    extra = urlencode({"providerId": provider_id, **outcome})
+    location = urlunsplit((scheme, netloc, path, f"{query}&{extra}" if query else extra, ""))
+    return web.Response(status=302, headers={"Location": location})

@@ -1,0 +1,63 @@
+"""Which OAuth client a provider uses: its own columns, else its preset and the settings (core)."""
+
+from __future__ import annotations
+
+from email_service.errors import PermanentError
+from email_service.model import ProviderConfig
+from email_service.settings import Settings
+from oauth.client import OAuthClientConfig
+from providers.presets import preset_for
+
+
+def _app_credentials(provider_type: str, settings: Settings) -> tuple[str | None, str | None]:
+    """The operator's app (client id, secret) for a preset, from settings."""
+    if provider_type == "google":
+        return settings.oauth_google_client_id, settings.oauth_google_client_secret
+    if provider_type == "microsoft":
+        return settings.oauth_microsoft_client_id, settings.oauth_microsoft_client_secret
+    return None, None
+
+
+def client_config(
+    provider: ProviderConfig, settings: Settings, stored_client_secret: str | None
+) -> OAuthClientConfig:
+    """The provider's OAuth client; ``PermanentError`` names what is missing."""
+    preset = preset_for(provider.provider_type)
+    fields = provider.oauth
+    tenant = settings.oauth_microsoft_tenant
+    authorize_url = fields.authorize_url or (
+        preset.authorization_endpoint(tenant) if preset.authorize_url else None
+    )
+    token_url = fields.token_url or (preset.token_endpoint(tenant) if preset.token_url else None)
+    app_id, app_secret = _app_credentials(provider.provider_type, settings)
+    client_id = fields.client_id or app_id
+    missing = [
+        name
+        for name, value in (
+            ("oauth_authorize_url", authorize_url),
+            ("oauth_token_url", token_url),
+            ("oauth_client_id", client_id),
+        )
+        if not value
+    ]
+    if missing or authorize_url is None or token_url is None or client_id is None:
+        hint = ""
+        if provider.provider_type in {"google", "microsoft"}:
+            hint = (
+                f" (or set EMAIL_SERVICE_OAUTH_{provider.provider_type.upper()}_CLIENT_ID "
+                "and _CLIENT_SECRET)"
+            )
+        raise PermanentError(
+            f"provider {provider.id} uses OAuth2 but has no {', '.join(missing)}: set it on "
+            f"the provider{hint}"
+        )
+    # A provider's own client id goes with its own secret; the app's id with the app's.
+    client_secret = stored_client_secret if fields.client_id else app_secret
+    return OAuthClientConfig(
+        authorize_url=authorize_url,
+        token_url=token_url,
+        client_id=client_id,
+        client_secret=client_secret,
+        scopes=fields.scopes or preset.scopes,
+        authorize_params=dict(preset.authorize_params),
+    )

@@ -1,0 +1,559 @@
+"""OAuth2 end to end: a real authorization server (tests/oauth_server.py), Dovecot checking
+every XOAUTH2/OAUTHBEARER login against its introspection endpoint, real PostgreSQL and
+Redis, the real API and an in-process worker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import redis
+import requests
+from sqlalchemy import Engine, text
+
+from email_service.devserver.dovecot import DovecotServer, start_dovecot
+from email_service.model import (
+    AUTH_OAUTH2,
+    REAUTH_REQUIRED,
+    ImapEndpoint,
+    NewProvider,
+    OAuthFields,
+    ProviderConfig,
+    Security,
+)
+from email_service.secretbox import SecretBox
+from email_service.settings import Settings
+from email_service.store.engine import make_engine
+from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens
+from email_service.store.secrets import SecretStore
+from oauth.state import StateClaims, sign_state
+from oauth.tokens import TokenManager
+from tests.helpers import make_message, stream_events, subjects, unique, wait_for
+from tests.integration.api_harness import ApiHarness, api_environ
+from tests.integration.service import InProcessWorker
+from tests.oauth_server import OAuthTestServer
+
+STATE_SECRET = "state-secret-for-the-oauth-tests-0123456789"
+REDIRECT_URI = "https://ui.example.com/oauth/done"
+UI_URL = "https://ui.example.com/mailboxes"
+
+
+@pytest.fixture(scope="module")
+def oauth_server() -> Iterator[OAuthTestServer]:
+    server = OAuthTestServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_server(oauth_server: OAuthTestServer) -> None:
+    oauth_server.access_ttl_s = 3600
+    oauth_server.fail_token_status = None
+    oauth_server.token_latency_s = 0.0
+    oauth_server.token_stall_s = 0.0
+
+
+@pytest.fixture(scope="module")
+def oauth_dovecot(
+    tmp_path_factory: pytest.TempPathFactory, oauth_server: OAuthTestServer
+) -> Iterator[DovecotServer]:
+    server = start_dovecot(
+        tmp_path_factory.mktemp("dovecot-oauth"),
+        oauth2_introspection_url=oauth_server.introspection_url,
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mailbox(oauth_dovecot: DovecotServer, oauth_server: OAuthTestServer) -> str:
+    """A Dovecot user that the authorization server consents for."""
+    name = unique("oauser")
+    oauth_dovecot.add_user(name, unique("unused-password"))
+    oauth_server.consenting_user = name
+    return name
+
+
+@pytest.fixture
+def oauth_environ(environ: dict[str, str]) -> dict[str, str]:
+    return api_environ(
+        environ,
+        EMAIL_SERVICE_OAUTH_STATE_SECRET=STATE_SECRET,
+        EMAIL_SERVICE_OAUTH_REDIRECT_URIS=REDIRECT_URI + ",https://ui.example.com/other",
+        EMAIL_SERVICE_OAUTH_UI_URL=UI_URL,
+        IMAP_RECONNECT_BASE_MS="200",
+        IMAP_RECONNECT_MAX_MS="1500",
+    )
+
+
+def _settings(environ: dict[str, str], **extra: str) -> Settings:
+    return Settings.from_env({**environ, **extra}, default_worker_id=unique("worker"))
+
+
+@pytest.fixture
+def make_worker(oauth_environ: dict[str, str]) -> Iterator[Callable[..., InProcessWorker]]:
+    """In-process workers with extra settings; all closed at the end of the test."""
+    made: list[InProcessWorker] = []
+
+    def make(**extra: str) -> InProcessWorker:
+        made.append(InProcessWorker(_settings(oauth_environ, **extra)))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        worker.close()
+
+
+@pytest.fixture
+def api(oauth_environ: dict[str, str]) -> Iterator[ApiHarness]:
+    harness = ApiHarness(_settings(oauth_environ))
+    yield harness
+    harness.close()
+
+
+def add_oauth_provider(
+    worker: InProcessWorker,
+    tenant: str,
+    dovecot: DovecotServer,
+    server: OAuthTestServer,
+    username: str,
+) -> ProviderConfig:
+    parts = worker.parts
+    provider_id = parts.providers.add_provider(
+        NewProvider(
+            tenant=tenant,
+            name="Support (OAuth)",
+            mailbox=f"{username}@localhost",
+            endpoint=ImapEndpoint(
+                "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
+            ),
+            username=username,
+            auth_type=AUTH_OAUTH2,
+            oauth=OAuthFields(
+                authorize_url=server.authorize_url,
+                token_url=server.token_url,
+                client_id=server.client_id,
+                scopes=("mail",),
+            ),
+        )
+    )
+    provider = parts.providers.find_provider(provider_id, tenant)
+    parts.secrets.save_secret(tenant, provider.client_secret_name(), server.client_secret)
+    return provider
+
+
+def grant_expired(
+    worker: InProcessWorker, provider: ProviderConfig, server: OAuthTestServer
+) -> tuple[str, str]:
+    """Store a grant whose access token expired five minutes ago; return (access, refresh)."""
+    access, refresh = server.issue_grant()
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    OAuthGrantStore(worker.parts.engine, worker.parts.secrets).save_connected_grant(
+        provider.tenant, provider.id, StoredTokens(access, refresh, past, past)
+    )
+    return access, refresh
+
+
+def grant_directly(
+    worker: InProcessWorker, provider: ProviderConfig, server: OAuthTestServer
+) -> None:
+    """Store a grant as the callback would (for tests about what happens after connecting)."""
+    access, refresh = server.issue_grant()
+    now = datetime.now(UTC)
+    OAuthGrantStore(worker.parts.engine, worker.parts.secrets).save_connected_grant(
+        provider.tenant,
+        provider.id,
+        StoredTokens(access, refresh, now + timedelta(seconds=server.access_ttl_s), now),
+    )
+
+
+def connect_through_api(api: ApiHarness, tenant: str, provider_id: str) -> requests.Response:
+    """initiate → the authorization server (consents at once) → our callback."""
+    started = api.call(
+        "POST",
+        "/api/email/oauth/imap/initiate",
+        tenant=tenant,
+        json_body={"providerId": provider_id},
+    )
+    assert started.status == 200, started
+    auth_url = started.json()["authUrl"]
+    consent = requests.get(auth_url, allow_redirects=False, timeout=10)
+    assert consent.status_code == 302, consent.text
+    back = urlsplit(consent.headers["Location"])
+    assert f"{back.scheme}://{back.netloc}{back.path}" == REDIRECT_URI
+    return requests.get(
+        f"{api.base_url}/api/email/oauth/imap/callback?{back.query}",
+        allow_redirects=False,
+        timeout=30,
+    )
+
+
+def deliver(dovecot: DovecotServer, user: str, subject: str) -> None:
+    dovecot.deliver(user, make_message(subject=subject))
+
+
+def test_connect_flow_then_the_worker_logs_in_with_xoauth2_and_publishes(
+    worker: InProcessWorker,
+    api: ApiHarness,
+    oauth_dovecot: DovecotServer,
+    oauth_server: OAuthTestServer,
+    mailbox: str,
+    tenant: str,
+    redis_client: redis.Redis[bytes],
+    stream: str,
+) -> None:
+    provider = add_oauth_provider(worker, tenant, oauth_dovecot, oauth_server, mailbox)
+    started = api.call(
+        "POST",
+        "/api/email/oauth/imap/initiate",
+        tenant=tenant,
+        json_body={"providerId": provider.id},
+    ).json()
+    query = parse_qs(urlsplit(started["authUrl"]).query)
+    assert query["code_challenge_method"] == ["S256"] and query["state"] == [started["state"]]
+    assert query["redirect_uri"] == [REDIRECT_URI] and query["client_id"] == [
+        oauth_server.client_id
+    ]
+
+    reply = connect_through_api(api, tenant, provider.id)
+    assert reply.status_code == 302
+    assert reply.headers["Location"] == f"{UI_URL}?providerId={provider.id}&status=connected"
+    stored = worker.parts.providers.find_provider(provider.id, tenant)
+    assert stored.status == "connected"
+    refresh_name = provider.refresh_token_secret_name()
+    assert (
+        worker.parts.secrets.load_secret(tenant, refresh_name) in oauth_server.live_refresh_tokens()
+    )
+
+    worker.start()
+    deliver(oauth_dovecot, mailbox, "hello over xoauth2")
+    wait_for(
+        lambda: subjects(stream_events(redis_client, stream)) == ["hello over xoauth2"],
+        timeout_s=20,
+        what="the event of the mail delivered after connecting",
+    )
+    assert oauth_server.log.refresh_calls == 0  # the access token from the exchange was used
+    assert not oauth_server.expired_logins()
+
+
+@pytest.mark.parametrize("mechanism", ["xoauth2", "oauthbearer"])
+def test_access_token_expiring_during_idle_is_refreshed_before_it_expires(
+    mechanism: str,
+    make_worker: Callable[..., InProcessWorker],
+    oauth_dovecot: DovecotServer,
+    oauth_server: OAuthTestServer,
+    mailbox: str,
+    tenant: str,
+    redis_client: redis.Redis[bytes],
+    stream: str,
+) -> None:
+    oauth_server.access_ttl_s = 4  # renewed 1 s before expiry (a quarter of its life)
+    worker = make_worker(IMAP_OAUTH_AUTH_MECHANISM=mechanism)
+    provider = add_oauth_provider(worker, tenant, oauth_dovecot, oauth_server, mailbox)
+    grant_directly(worker, provider, oauth_server)
+    refreshes_before = oauth_server.log.refresh_calls
+    worker.start()
+    wait_for(
+        lambda: worker.parts.providers.find_provider(provider.id, tenant).status == "connected",
+        timeout_s=15,
+        what="the first login",
+    )
+    sent = []
+    deadline = time.monotonic() + 11  # spans at least two renewals
+    while time.monotonic() < deadline:
+        subject = unique("around-expiry")
+        deliver(oauth_dovecot, mailbox, subject)
+        sent.append(subject)
+        time.sleep(0.6)
+    wait_for(
+        lambda: sorted(subjects(stream_events(redis_client, stream))) == sorted(sent),
+        timeout_s=20,
+        what="every message delivered across token renewals, once each",
+    )
+    assert oauth_server.log.refresh_calls - refreshes_before >= 2
+    assert oauth_server.expired_logins() == []  # never logged in with an expired token
+    renewals = worker.parts.listener_context.metrics.render()
+    assert "email_service_oauth_renewals_total" in renewals
+    assert worker.parts.providers.find_provider(provider.id, tenant).status == "connected"
+
+
+def test_two_workers_racing_to_refresh_make_one_call_and_keep_the_newest_refresh_token(
+    make_worker: Callable[..., InProcessWorker],
+    oauth_dovecot: DovecotServer,
+    oauth_server: OAuthTestServer,
+    mailbox: str,
+    tenant: str,
+    database_url: str,
+) -> None:
+    worker = make_worker()
+    settings = worker.settings
+    engines: list[Engine] = []
+    try:
+        provider = add_oauth_provider(worker, tenant, oauth_dovecot, oauth_server, mailbox)
+        access, refresh = grant_expired(worker, provider, oauth_server)
+        box = SecretBox(settings.require_secret_keys())
+        managers = []
+        for replica in ("replica-a", "replica-b"):  # separate engines: two processes' pools
+            engine = make_engine(database_url)
+            engines.append(engine)
+            secrets = SecretStore(engine, box)
+            managers.append(
+                TokenManager(OAuthGrantStore(engine, secrets), secrets, settings, owner=replica)
+            )
+        calls_before = oauth_server.log.refresh_calls
+        oauth_server.token_latency_s = 0.5  # long enough for everyone to pile up behind the claim
+        barrier = threading.Barrier(8)
+        tokens: list[str] = []
+
+        def get(manager: TokenManager) -> None:
+            barrier.wait()
+            tokens.append(manager.access_token(provider).value)
+
+        threads = [threading.Thread(target=get, args=(managers[i % 2],)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert oauth_server.log.refresh_calls - calls_before == 1
+        assert len(tokens) == 8 and len(set(tokens)) == 1 and tokens[0] != access
+        newest = oauth_server.log.issued_refresh_tokens[-1]
+        live = oauth_server.live_refresh_tokens()
+        assert newest in live and refresh not in live  # rotated once
+        stored = worker.parts.secrets.load_secret(tenant, provider.refresh_token_secret_name())
+        assert stored == newest
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_revoked_grant_parks_after_one_attempt_and_reconnecting_resumes_from_the_cursor(
+    worker: InProcessWorker,
+    api: ApiHarness,
+    oauth_dovecot: DovecotServer,
+    oauth_server: OAuthTestServer,
+    mailbox: str,
+    tenant: str,
+    redis_client: redis.Redis[bytes],
+    stream: str,
+) -> None:
+    oauth_server.access_ttl_s = 4
+    provider = add_oauth_provider(worker, tenant, oauth_dovecot, oauth_server, mailbox)
+    grant_directly(worker, provider, oauth_server)
+    worker.start()
+    deliver(oauth_dovecot, mailbox, "before revocation")
+    wait_for(
+        lambda: subjects(stream_events(redis_client, stream)) == ["before revocation"],
+        timeout_s=20,
+        what="the first event",
+    )
+    calls_before = oauth_server.log.refresh_calls
+    oauth_server.revoke_all()
+    wait_for(
+        lambda: worker.parts.providers.find_provider(provider.id, tenant).status == REAUTH_REQUIRED,
+        timeout_s=20,
+        what="the provider parked as needing re-authorisation",
+    )
+    deliver(oauth_dovecot, mailbox, "while parked")
+    time.sleep(4)  # a renewal period: a parked provider must not try again
+    assert oauth_server.log.refresh_calls - calls_before == 1
+    record = worker.parts.providers.load_record(provider.id, tenant)
+    assert "invalid_grant" in (record.error_message or "")
+    assert subjects(stream_events(redis_client, stream)) == ["before revocation"]
+
+    reply = connect_through_api(api, tenant, provider.id)
+    assert reply.status_code == 302 and "status=connected" in reply.headers["Location"]
+    deliver(oauth_dovecot, mailbox, "after reconnecting")
+    wait_for(
+        lambda: (
+            subjects(stream_events(redis_client, stream))
+            == ["before revocation", "while parked", "after reconnecting"]
+        ),
+        timeout_s=30,
+        what="the mail of the parked period, then new mail, once each",
+    )
+
+
+@pytest.mark.parametrize("fault", ["http_503", "timeout"])
+def test_token_endpoint_down_is_transient_and_publishing_resumes(
+    fault: str,
+    make_worker: Callable[..., InProcessWorker],
+    oauth_dovecot: DovecotServer,
+    oauth_server: OAuthTestServer,
+    mailbox: str,
+    tenant: str,
+    redis_client: redis.Redis[bytes],
+    stream: str,
+) -> None:
+    worker = make_worker(EMAIL_SERVICE_OAUTH_TIMEOUT_MS="500")
+    provider = add_oauth_provider(worker, tenant, oauth_dovecot, oauth_server, mailbox)
+    grant_expired(worker, provider, oauth_server)
+    if fault == "http_503":
+        oauth_server.fail_token_status = 503
+    else:
+        oauth_server.token_stall_s = 2
+    calls_before = oauth_server.log.refresh_calls
+    worker.start()
+    wait_for(
+        lambda: (
+            "token endpoint"
+            in (worker.parts.providers.load_record(provider.id, tenant).error_message or "")
+        ),
+        timeout_s=20,
+        what="the token endpoint failure recorded on the provider",
+    )
+    time.sleep(3)
+    record = worker.parts.providers.load_record(provider.id, tenant)
+    assert record.config.status == "error"  # not reauth_required
+    attempts = oauth_server.log.refresh_calls - calls_before
+    assert 2 <= attempts <= 12, attempts  # retried, with backoff (max 1.5 s here)
+    deliver(oauth_dovecot, mailbox, "after the outage")
+    oauth_server.fail_token_status = None
+    oauth_server.token_stall_s = 0
+    wait_for(
+        lambda: subjects(stream_events(redis_client, stream)) == ["after the outage"],
+        timeout_s=20,
+        what="publishing once the token endpoint is back",
+    )
+
+
+# -- the state of the connect flow ------------------------------------------------------
+
+
+def _initiate(api: ApiHarness, tenant: str, provider_id: str) -> dict[str, str]:
+    reply = api.call(
+        "POST",
+        "/api/email/oauth/imap/initiate",
+        tenant=tenant,
+        json_body={"providerId": provider_id},
+    )
+    assert reply.status == 200, reply
+    result: dict[str, str] = reply.json()
+    return result
+
+
+def _code_for(started: dict[str, str]) -> str:
+    consent = requests.get(started["authUrl"], allow_redirects=False, timeout=10)
+    return parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
+
+
+def _callback(
+    api: ApiHarness, code: str, state: str, *, tenant: str | None = None
+) -> tuple[int, str]:
+    query = urlencode({"code": code, "state": state})
+    reply = api.call("GET", f"/api/email/oauth/imap/callback?{query}", tenant=tenant)
+    body = reply.json() if reply.status >= 400 else {}
+    return reply.status, str(body.get("error", ""))
+
+
+@pytest.fixture
+def oauth_provider(
+    worker: InProcessWorker,
+    oauth_dovecot: DovecotServer,
+    oauth_server: OAuthTestServer,
+    mailbox: str,
+    tenant: str,
+) -> ProviderConfig:
+    return add_oauth_provider(worker, tenant, oauth_dovecot, oauth_server, mailbox)
+
+
+def test_tampered_state_is_rejected(api: ApiHarness, oauth_provider: ProviderConfig) -> None:
+    started = _initiate(api, oauth_provider.tenant, oauth_provider.id)
+    payload, signature = started["state"].split(".")
+    forged = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1] + "." + signature
+    assert _callback(api, _code_for(started), forged) == (400, "invalid_state_bad_signature")
+    assert _callback(api, "x", "not-a-state") == (400, "invalid_state_malformed")
+
+
+def test_expired_state_is_rejected(api: ApiHarness, oauth_provider: ProviderConfig) -> None:
+    started = _initiate(api, oauth_provider.tenant, oauth_provider.id)
+    claims = StateClaims(
+        "n", oauth_provider.tenant, oauth_provider.id, REDIRECT_URI, int(time.time()) - 1
+    )
+    expired = sign_state(claims, STATE_SECRET)
+    assert _callback(api, _code_for(started), expired) == (400, "invalid_state_expired")
+
+
+def test_replayed_state_is_rejected(api: ApiHarness, oauth_provider: ProviderConfig) -> None:
+    started = _initiate(api, oauth_provider.tenant, oauth_provider.id)
+    code = _code_for(started)
+    assert _callback(api, code, started["state"]) == (302, "")
+    assert _callback(api, code, started["state"]) == (400, "invalid_state_used")
+
+
+def test_state_from_another_tenant_is_rejected(
+    api: ApiHarness, oauth_provider: ProviderConfig
+) -> None:
+    started = _initiate(api, oauth_provider.tenant, oauth_provider.id)
+    status, error = _callback(api, _code_for(started), started["state"], tenant=unique("tenant-b"))
+    assert (status, error) == (403, "invalid_state_tenant")
+    # the same flow from its own tenant still works: the refusal did not consume it
+    assert (
+        _callback(api, _code_for(started), started["state"], tenant=oauth_provider.tenant)[0] == 302
+    )
+
+
+def test_another_tenant_cannot_initiate_for_a_provider_it_does_not_own(
+    api: ApiHarness, oauth_provider: ProviderConfig
+) -> None:
+    reply = api.call(
+        "POST",
+        "/api/email/oauth/imap/initiate",
+        tenant=unique("tenant-b"),
+        json_body={"providerId": oauth_provider.id},
+    )
+    assert reply.status == 404
+
+
+def test_redirect_uri_not_on_the_allow_list_is_rejected(
+    api: ApiHarness, oauth_provider: ProviderConfig
+) -> None:
+    reply = api.call(
+        "POST",
+        "/api/email/oauth/imap/initiate",
+        tenant=oauth_provider.tenant,
+        json_body={"providerId": oauth_provider.id, "redirectUri": "https://evil.example.com/cb"},
+    )
+    assert reply.status == 422
+    assert [f["field"] for f in reply.json()["fields"]] == ["redirectUri"]
+    allowed = api.call(
+        "POST",
+        "/api/email/oauth/imap/initiate",
+        tenant=oauth_provider.tenant,
+        json_body={"providerId": oauth_provider.id, "redirectUri": "https://ui.example.com/other"},
+    )
+    assert allowed.status == 200
+    assert parse_qs(urlsplit(allowed.json()["authUrl"]).query)["redirect_uri"] == [
+        "https://ui.example.com/other"
+    ]
+
+
+def test_initiate_needs_a_token(api: ApiHarness, oauth_provider: ProviderConfig) -> None:
+    reply = api.call(
+        "POST", "/api/email/oauth/imap/initiate", json_body={"providerId": oauth_provider.id}
+    )
+    assert reply.status == 401
+
+
+def test_nothing_secret_in_responses_or_the_database_columns(
+    api: ApiHarness,
+    oauth_provider: ProviderConfig,
+    oauth_server: OAuthTestServer,
+    database_url: str,
+) -> None:
+    reply = connect_through_api(api, oauth_provider.tenant, oauth_provider.id)
+    assert reply.status_code == 302
+    tokens = [t.encode() for t in oauth_server.live_refresh_tokens()]
+    assert tokens
+    for body in api.bodies:
+        assert not any(token in body for token in tokens)
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        dump = str(connection.execute(text("SELECT * FROM imap_email_provider_config")).fetchall())
+        dump += str(connection.execute(text("SELECT * FROM email_providers")).fetchall())
+    engine.dispose()
+    assert not any(token.decode() in dump for token in tokens)
+    assert oauth_server.client_secret not in dump
