@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -77,7 +77,7 @@ class ProviderConfig:
     is_paused: bool = False
     #: Connections this account may hold at once; None means the setting's default.
     max_connections: int | None = None
-    oauth: OAuthFields = OAuthFields()
+    oauth: OAuthFields = field(default_factory=OAuthFields)
 
     def password_secret_name(self) -> str:
         return f"imap_password_{self.id}"
@@ -106,7 +106,7 @@ class NewProvider:
     auth_type: str = AUTH_PASSWORD
     max_connections: int | None = None
     is_active: bool = True
-    oauth: OAuthFields = OAuthFields()
+    oauth: OAuthFields = field(default_factory=OAuthFields)
 
 
 class Keep(enum.Enum):

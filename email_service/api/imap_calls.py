@@ -33,7 +33,7 @@ from email_service.api.views import (
 )
 from email_service.budget import INBOX, rank_folders
 from email_service.errors import EmailServiceError, FolderMissing
-from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogin
+from email_service.imap_session import ConnectOptions, ImapSession, Login
 from email_service.model import ProviderConfig
 from email_service.settings import Settings
 
@@ -112,7 +112,7 @@ class ImapCalls:
             return "did not resolve in time; check the name"
         return decide_host(addresses, allow_private=self._settings.allow_private_hosts)
 
-    async def probe(self, provider: ProviderConfig, password: str) -> ProbeOutcome:
+    async def probe(self, provider: ProviderConfig, login: Login) -> ProbeOutcome:
         """Connect, log in, read capabilities and folders: the ``test`` call."""
         started = time.monotonic()
         deadline = _Deadline(started + self.timeout_s)
@@ -131,7 +131,7 @@ class ImapCalls:
             )
         try:
             return await self._run(
-                deadline, lambda holder: self._probe(provider, password, holder, started)
+                deadline, lambda holder: self._probe(provider, login, holder, started)
             )
         except TimeoutError:
             return ProbeOutcome(
@@ -144,18 +144,18 @@ class ImapCalls:
                 elapsed_ms=_elapsed_ms(started),
             )
 
-    async def list_folders(self, provider: ProviderConfig, password: str) -> list[FolderListing]:
+    async def list_folders(self, provider: ProviderConfig, login: Login) -> list[FolderListing]:
         """The server's folders; ``ApiProblem`` 422 (host refused), 502 (failed), 504 (slow)."""
         deadline = _Deadline(time.monotonic() + self.timeout_s)
         await self._require_allowed_host(provider, deadline)
         try:
-            return await self._run(deadline, lambda holder: self._list(provider, password, holder))
+            return await self._run(deadline, lambda holder: self._list(provider, login, holder))
         except TimeoutError:
             raise self._timeout() from None
         except EmailServiceError as exc:
             raise ApiProblem(502, "imap_failed", str(exc)) from None
 
-    async def check_folders(self, provider: ProviderConfig, password: str) -> LiveCheck:
+    async def check_folders(self, provider: ProviderConfig, login: Login) -> LiveCheck:
         """STATUS of each configured folder, for the live status; failures go in ``error``."""
         deadline = _Deadline(time.monotonic() + self.timeout_s)
         now = datetime.now(UTC)
@@ -166,7 +166,7 @@ class ImapCalls:
             return LiveCheck(checked_at=now, folders={}, error=f"host {refusal}")
         try:
             statuses = await self._run(
-                deadline, lambda holder: self._statuses(provider, password, holder)
+                deadline, lambda holder: self._statuses(provider, login, holder)
             )
         except TimeoutError:
             return LiveCheck(now, {}, f"the server did not answer within {self.timeout_s:g} s")
@@ -206,18 +206,16 @@ class ImapCalls:
             verify_tls=self._settings.tls_reject_unauthorized,
         )
 
-    def _open(self, provider: ProviderConfig, password: str, holder: _SessionHolder) -> ImapSession:
-        session = ImapSession.open(
-            provider.endpoint, PasswordLogin(provider.username, password), self._options(provider)
-        )
+    def _open(self, provider: ProviderConfig, login: Login, holder: _SessionHolder) -> ImapSession:
+        session = ImapSession.open(provider.endpoint, login, self._options(provider))
         holder.attach(session)
         return session
 
     def _probe(
-        self, provider: ProviderConfig, password: str, holder: _SessionHolder, started: float
+        self, provider: ProviderConfig, login: Login, holder: _SessionHolder, started: float
     ) -> ProbeOutcome:
         try:
-            session = self._open(provider, password, holder)
+            session = self._open(provider, login, holder)
         except EmailServiceError as exc:
             return ProbeOutcome(
                 False, failure_stage(exc), str(exc), (), (), (), _elapsed_ms(started)
@@ -245,9 +243,9 @@ class ImapCalls:
         )
 
     def _list(
-        self, provider: ProviderConfig, password: str, holder: _SessionHolder
+        self, provider: ProviderConfig, login: Login, holder: _SessionHolder
     ) -> list[FolderListing]:
-        session = self._open(provider, password, holder)
+        session = self._open(provider, login, holder)
         try:
             return [
                 FolderListing(folder.name, folder.delimiter, folder.flags)
@@ -257,9 +255,9 @@ class ImapCalls:
             session.close()
 
     def _statuses(
-        self, provider: ProviderConfig, password: str, holder: _SessionHolder
+        self, provider: ProviderConfig, login: Login, holder: _SessionHolder
     ) -> dict[str, ServerFolderStatus]:
-        session = self._open(provider, password, holder)
+        session = self._open(provider, login, holder)
         found = {}
         try:
             for folder in rank_folders(provider.folders):

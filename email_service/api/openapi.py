@@ -20,6 +20,7 @@ from email_service.api.oauth_connect import (
 )
 from email_service.api.validation import (
     ACCEPTED,
+    CREATE_ONLY,
     FOLDER_PATTERN,
     HOST_PATTERN,
     MAILBOX_PATTERN,
@@ -31,13 +32,17 @@ from email_service.api.validation import (
     MAX_NAME_CHARS,
     MAX_PASSWORD_CHARS,
     MAX_PROVIDER_ID_CHARS,
+    MAX_SCOPES,
+    MAX_URL_CHARS,
     MAX_USERNAME_CHARS,
     PASSWORD_PATTERN,
     REQUIRED_ON_CREATE,
+    SCOPE_PATTERN,
     TEXT_PATTERN,
 )
 from email_service.api.views import SPECIAL_USE
-from email_service.model import Security
+from email_service.model import AUTH_OAUTH2, AUTH_PASSWORD, Security
+from providers.presets import PROVIDER_TYPES
 
 #: Prefix of every authenticated route; the version changes only with incompatible changes.
 API_PREFIX = "/api/v1"
@@ -102,6 +107,15 @@ def _object(
 
 
 _STRING = {"type": "string"}
+#: A password or client secret: write-only, never returned.
+_SECRET = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_PASSWORD_CHARS,
+    "pattern": PASSWORD_PATTERN,
+    "writeOnly": True,
+    "description": "Write-only: stored encrypted, never returned.",
+}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 _TIME = {"type": "string", "format": "date-time"}
 _COUNT = {"type": "integer", "minimum": 0}
@@ -141,14 +155,7 @@ def _request_fields() -> dict[str, Any]:
             "maxLength": MAX_USERNAME_CHARS,
             "pattern": TEXT_PATTERN,
         },
-        "password": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MAX_PASSWORD_CHARS,
-            "pattern": PASSWORD_PATTERN,
-            "writeOnly": True,
-            "description": "Write-only: stored encrypted, never returned.",
-        },
+        "password": _SECRET,
         "folders": {
             "type": "array",
             "maxItems": MAX_FOLDERS,
@@ -168,6 +175,40 @@ def _request_fields() -> dict[str, Any]:
             "description": ACCEPTED["maxConnections"],
         },
         "isActive": {"type": "boolean"},
+    }
+
+
+def _create_only_fields() -> dict[str, Any]:
+    """How the provider logs in: set when it is created (``validation.CREATE_ONLY``)."""
+    url = {"type": "string", "minLength": 1, "maxLength": MAX_URL_CHARS}
+    return {
+        "providerType": {
+            "type": "string",
+            "enum": list(PROVIDER_TYPES),
+            "description": CREATE_ONLY["providerType"],
+        },
+        "authType": {
+            "type": "string",
+            "enum": [AUTH_PASSWORD, AUTH_OAUTH2],
+            "description": CREATE_ONLY["authType"] + "; with oauth2, connect it through "
+            "POST /api/email/oauth/imap/initiate",
+        },
+        "oauthClientId": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_URL_CHARS,
+            "pattern": TEXT_PATTERN,
+            "description": CREATE_ONLY["oauthClientId"],
+        },
+        "oauthClientSecret": _SECRET,
+        "oauthAuthorizeUrl": {**url, "description": CREATE_ONLY["oauthAuthorizeUrl"]},
+        "oauthTokenUrl": {**url, "description": CREATE_ONLY["oauthTokenUrl"]},
+        "oauthScopes": {
+            "type": "array",
+            "maxItems": MAX_SCOPES,
+            "items": {"type": "string", "pattern": SCOPE_PATTERN},
+            "description": CREATE_ONLY["oauthScopes"],
+        },
     }
 
 
@@ -214,7 +255,7 @@ def _schemas() -> dict[str, Any]:
         ),
         "ProviderCreate": {
             "type": "object",
-            "properties": fields,
+            "properties": {**fields, **_create_only_fields()},
             "required": list(REQUIRED_ON_CREATE),
             "additionalProperties": False,
             "examples": [CREATE_EXAMPLE],
@@ -377,7 +418,8 @@ _ERRORS = {
     403: "the OAuth state belongs to another tenant",
     401: "missing or bad bearer token",
     404: "no such provider for this tenant (also another tenant's provider)",
-    409: "the provider cannot do this (no readable password, or not a password provider)",
+    409: "the provider cannot do this (no readable password; an OAuth provider not connected "
+    "yet or needing re-authorisation; or not an OAuth provider)",
     413: "request body too large",
     415: "body is not application/json",
     422: "a field is invalid; `fields` names each one and says what is accepted",
@@ -466,7 +508,7 @@ def _paths() -> dict[str, Any]:
             ),
             "post": _operation(
                 "createProvider",
-                "Create a provider (and store its password)",
+                "Create a provider (and store its password or OAuth client secret)",
                 {
                     "201": _json("Provider", "created", location),
                     **_errors(*_BODY_ERRORS),
@@ -474,7 +516,10 @@ def _paths() -> dict[str, Any]:
                 body="ProviderCreate",
                 description="The host is resolved, and refused when it resolves to a private, "
                 "loopback or link-local address (unless the operator allows those). Create it "
-                "with `isActive: false` to test it and pick folders before the worker starts.",
+                "with `isActive: false` to test it and pick folders before the worker starts. "
+                "`providerType` google or microsoft fills in host, port, security and the "
+                "OAuth endpoints; `authType: oauth2` needs no password: connect the mailbox "
+                "through POST /api/email/oauth/imap/initiate.",
             ),
         },
         one: {
@@ -502,7 +547,7 @@ def _paths() -> dict[str, Any]:
                 "Connect, log in, read capabilities and folders (rate limited, time bound)",
                 {
                     "200": _json("ConnectionTest", "the test ran; `ok` says whether it passed"),
-                    **_errors(404, 409, 429),
+                    **_errors(404, 409, 429, 502),
                 },
                 parameters=[_PROVIDER_ID],
             )
@@ -522,7 +567,10 @@ def _paths() -> dict[str, Any]:
             "get": _operation(
                 "getProviderStatus",
                 "Per-folder progress: cursor, mode, counters, lease, errors",
-                {"200": _json("ProviderStatus", "the status"), **_errors(404, 409, 422, 429)},
+                {
+                    "200": _json("ProviderStatus", "the status"),
+                    **_errors(404, 409, 422, 429, 502),
+                },
                 parameters=[
                     _PROVIDER_ID,
                     {

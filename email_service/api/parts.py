@@ -11,13 +11,16 @@ from sqlalchemy import Engine
 from email_service.api.auth import Caller, TokenVerifier
 from email_service.api.imap_calls import ImapCalls, Resolver, resolve_addresses
 from email_service.api.ratelimit import RateLimiter
+from email_service.logins import LoginSource
 from email_service.metrics import Metrics
 from email_service.publisher import connect_redis
 from email_service.secretbox import SecretBox
 from email_service.settings import Settings
 from email_service.store.engine import make_engine
+from email_service.store.oauth_grants import OAuthGrantStore
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
+from oauth.tokens import TokenManager
 
 if TYPE_CHECKING:
     import redis
@@ -38,6 +41,8 @@ class ApiParts:
     limiter: RateLimiter
     #: Seals what the API keeps outside the database (the OAuth connect flow in Redis).
     box: SecretBox
+    #: Logins for the calls that reach a mail server (passwords, OAuth access tokens).
+    logins: LoginSource
 
     @classmethod
     def build(cls, settings: Settings, *, resolver: Resolver = resolve_addresses) -> ApiParts:
@@ -46,13 +51,22 @@ class ApiParts:
         box = SecretBox(settings.require_secret_keys())
         redis_client = connect_redis(settings.require_redis_url())
         engine = make_engine(settings.database_url)
+        secrets = SecretStore(engine, box)
+        metrics = Metrics()
+        tokens = TokenManager(
+            OAuthGrantStore(engine, secrets),
+            secrets,
+            settings,
+            owner=f"api-{settings.worker_id}",
+            metrics=metrics,
+        )
         return cls(
             settings=settings,
             engine=engine,
             providers=ProviderStore(engine),
-            secrets=SecretStore(engine, box),
+            secrets=secrets,
             redis_client=redis_client,
-            metrics=Metrics(),
+            metrics=metrics,
             verifier=verifier,
             imap=ImapCalls(settings, resolver),
             limiter=RateLimiter(
@@ -60,6 +74,7 @@ class ApiParts:
                 per_minute=settings.api_imap_calls_per_minute,
             ),
             box=box,
+            logins=LoginSource(settings, secrets, tokens),
         )
 
     def close(self) -> None:

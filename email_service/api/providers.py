@@ -19,6 +19,7 @@ import json
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -41,7 +42,13 @@ from email_service.api.views import (
     status_view,
 )
 from email_service.budget import plan_connections, rank_folders
-from email_service.errors import SecretUndecryptable
+from email_service.errors import (
+    PermanentError,
+    ReauthorizationRequired,
+    SecretUndecryptable,
+    TokenEndpointUnavailable,
+)
+from email_service.imap_session import Login
 from email_service.model import KEEP, ProviderConfig
 
 #: JSON media types accepted for request bodies.
@@ -80,12 +87,23 @@ async def create_provider(request: web.Request) -> web.Response:
     parts, tenant = parts_of(request), caller_of(request).tenant
     valid = validate_create(await read_json(request))
     await _require_usable_host(request, valid.host, valid.port)
+    for name, url in (
+        ("oauthTokenUrl", valid.oauth.token_url),
+        ("oauthAuthorizeUrl", valid.oauth.authorize_url),
+    ):
+        if url is not None:
+            await _require_usable_url(request, name, url)
     new = valid.to_new_provider(tenant)
 
     def create() -> str:
         provider_id = parts.providers.add_provider(new)
         try:
-            parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", valid.password)
+            if valid.password is not None:
+                parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", valid.password)
+            if valid.client_secret is not None:
+                parts.secrets.save_secret(
+                    tenant, f"imap_oauth_client_secret_{provider_id}", valid.client_secret
+                )
         except BaseException:
             parts.providers.remove_provider(provider_id, tenant)
             raise
@@ -139,8 +157,8 @@ async def delete_provider(request: web.Request) -> web.Response:
 
 async def check_connection(request: web.Request) -> web.Response:
     provider = await _load_provider(request)
-    password = await _admit_imap_call(request, provider, "test")
-    if password is None:
+    login = await _admit_imap_call(request, provider, "test")
+    if login is None:
         outcome = ProbeOutcome(
             ok=False,
             stage="credentials",
@@ -151,22 +169,22 @@ async def check_connection(request: web.Request) -> web.Response:
             elapsed_ms=0,
         )
     else:
-        outcome = await parts_of(request).imap.probe(provider, password)
+        outcome = await parts_of(request).imap.probe(provider, login)
     _count_imap_call(request, "test", "ok" if outcome.ok else "failed")
     return web.json_response(probe_view(outcome))
 
 
 async def list_folders(request: web.Request) -> web.Response:
     provider = await _load_provider(request)
-    password = await _admit_imap_call(request, provider, "folders")
-    if password is None:
+    login = await _admit_imap_call(request, provider, "folders")
+    if login is None:
         raise ApiProblem(
             409,
             "credentials_unavailable",
             MISSING_CREDENTIALS_MESSAGE,
         )
     try:
-        listing = await parts_of(request).imap.list_folders(provider, password)
+        listing = await parts_of(request).imap.list_folders(provider, login)
     except ApiProblem:
         _count_imap_call(request, "folders", "failed")
         raise
@@ -191,14 +209,14 @@ async def provider_status(request: web.Request) -> web.Response:
     live_check = None
     if live:
         provider = status.record.config
-        password = await _admit_imap_call(request, provider, "status")
-        if password is None:
+        login = await _admit_imap_call(request, provider, "status")
+        if login is None:
             raise ApiProblem(
                 409,
                 "credentials_unavailable",
                 MISSING_CREDENTIALS_MESSAGE,
             )
-        live_check = await parts.imap.check_folders(provider, password)
+        live_check = await parts.imap.check_folders(provider, login)
         _count_imap_call(request, "status", "failed" if live_check.error else "ok")
     body = status_view(
         status,
@@ -278,16 +296,15 @@ async def _load_provider(request: web.Request) -> ProviderConfig:
     return await asyncio.to_thread(parts.providers.find_provider, _provider_id(request), tenant)
 
 
-async def _admit_imap_call(request: web.Request, provider: ProviderConfig, kind: str) -> str | None:
-    """Take a rate-limit token for an IMAP call, then the password (None if unreadable)."""
+async def _admit_imap_call(
+    request: web.Request, provider: ProviderConfig, kind: str
+) -> Login | None:
+    """Take a rate-limit token for an IMAP call, then the login (None: no readable password).
+
+    An OAuth provider's login is its access token, refreshed if due (the same single-flight
+    refresh as the worker's); a provider that needs re-authorisation answers 409.
+    """
     parts, tenant = parts_of(request), caller_of(request).tenant
-    if provider.auth_type != "password":
-        raise ApiProblem(
-            409,
-            "unsupported_auth_type",
-            f"auth type {provider.auth_type!r}: only password providers can be reached by the "
-            "API so far",
-        )
     wait_s = parts.limiter.try_acquire(tenant, time.monotonic())
     if wait_s is not None:
         _count_imap_call(request, kind, "rate_limited")
@@ -299,17 +316,38 @@ async def _admit_imap_call(request: web.Request, provider: ProviderConfig, kind:
             headers={"Retry-After": retry_after_header(wait_s)},
         )
     try:
-        return await asyncio.to_thread(
-            parts.secrets.load_secret, tenant, provider.password_secret_name()
-        )
+        return await asyncio.to_thread(parts.logins.login_for, provider)
     except SecretUndecryptable:
         return None
+    except ReauthorizationRequired as exc:
+        raise ApiProblem(409, "reauth_required", f"{exc}: connect it again") from None
+    except TokenEndpointUnavailable as exc:
+        raise ApiProblem(502, "token_endpoint_unavailable", str(exc)) from None
+    except PermanentError as exc:
+        raise ApiProblem(409, "credentials_unavailable", str(exc)) from None
 
 
 async def _require_usable_host(request: web.Request, host: str, port: int) -> None:
     refusal = await parts_of(request).imap.refusal_for_host(host, port)
     if refusal is not None:
         raise invalid_fields([FieldProblem("host", refusal)])
+
+
+async def _require_usable_url(request: web.Request, name: str, url: str) -> None:
+    """An OAuth endpoint the service will call: https, and public unless private is allowed.
+
+    The token endpoint receives our requests, so it gets the same server-side request
+    forgery check as an IMAP host; plain http only where private hosts are allowed
+    (a test or on-premises authorization server).
+    """
+    parts = urlsplit(url)
+    allow_private = parts_of(request).settings.allow_private_hosts
+    if parts.scheme != "https" and not allow_private:
+        raise invalid_fields([FieldProblem(name, "expected an https URL")])
+    host = parts.hostname or ""
+    refusal = await parts_of(request).imap.refusal_for_host(host, parts.port or 443)
+    if refusal is not None:
+        raise invalid_fields([FieldProblem(name, refusal)])
 
 
 def _count_imap_call(request: web.Request, kind: str, outcome: str) -> None:

@@ -13,9 +13,20 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields
-from email_service.model import KEEP, ImapEndpoint, NewProvider, ProviderChanges, Security
+from email_service.model import (
+    AUTH_OAUTH2,
+    AUTH_PASSWORD,
+    KEEP,
+    ImapEndpoint,
+    NewProvider,
+    OAuthFields,
+    ProviderChanges,
+    Security,
+)
+from providers.presets import PROVIDER_TYPES, preset_for
 
 #: Column sizes of ``email_providers`` / ``imap_email_provider_config`` (schema.py).
 MAX_NAME_CHARS = 255
@@ -33,6 +44,10 @@ MAX_FOLDERS = 100
 MAX_CONNECTIONS = 100
 #: Provider ids are UUIDs here; the product may write its own, up to the column's size.
 MAX_PROVIDER_ID_CHARS = 64
+#: Scopes one OAuth provider may ask for, and their length.
+MAX_SCOPES = 20
+MAX_SCOPE_CHARS = 200
+MAX_URL_CHARS = 2000
 #: Tenant ids come from tokens; the column is String(255).
 MAX_TENANT_CHARS = 255
 
@@ -44,6 +59,8 @@ MAILBOX_PATTERN = r"^[^\u0000-\u0020\u007f@]+@[^\u0000-\u0020\u007f@]+$"
 HOST_PATTERN = r"^[A-Za-z0-9.:-]+$"
 #: Anything but NUL, CR and LF, which would break the IMAP LOGIN command.
 PASSWORD_PATTERN = r"^[^\u0000\u000a\u000d]+$"  # noqa: S105 - a pattern
+#: OAuth scopes (RFC 6749 3.3: printable ASCII without space, quote or backslash).
+SCOPE_PATTERN = r"^[\x21\x23-\x5b\x5d-\x7e]{1,200}$"
 #: Folder names: no control characters (IMAP names them with modified UTF-7 on the wire).
 FOLDER_PATTERN = r"^[^\u0000-\u001f\u007f]+$"
 
@@ -65,7 +82,21 @@ ACCEPTED = {
     "maxConnections": f"a whole number from 1 to {MAX_CONNECTIONS}, or null for the default",
     "isActive": "true or false",
 }
-REQUIRED_ON_CREATE = ("name", "mailbox", "host", "port", "security", "username", "password")
+#: Fields only a create request may carry (they decide how the provider logs in).
+CREATE_ONLY = {
+    "providerType": "one of " + ", ".join(PROVIDER_TYPES) + " (default imap); google and "
+    "microsoft fill in host, port, security and the OAuth endpoints",
+    "authType": f"{AUTH_PASSWORD} (default) or {AUTH_OAUTH2}",
+    "oauthClientId": "the OAuth client id (default: the operator's app for google/microsoft)",
+    "oauthClientSecret": f"the OAuth client secret, 1 to {MAX_PASSWORD_CHARS} characters",
+    "oauthAuthorizeUrl": "the authorization endpoint, an https URL (default: the preset's)",
+    "oauthTokenUrl": "the token endpoint, an https URL (default: the preset's)",
+    "oauthScopes": f"a list of at most {MAX_SCOPES} scopes (default: the preset's)",
+}
+#: Always required on create; host, port and security too unless the preset has them;
+#: password when ``authType`` is password.
+REQUIRED_ON_CREATE = ("name", "mailbox", "username")
+ENDPOINT_FIELDS = ("host", "port", "security")
 #: Fields of other tools' provider rows that the API refuses, with the reason.
 REFUSED = {
     "tlsCaFile": "not accepted through the API: a CA file is a file on the server; an "
@@ -83,10 +114,14 @@ class ProviderInput:
     port: int
     security: Security
     username: str
-    password: str = field(repr=False)
+    password: str | None = field(repr=False)
     folders: tuple[str, ...]
     max_connections: int | None
     is_active: bool
+    provider_type: str = "imap"
+    auth_type: str = AUTH_PASSWORD
+    oauth: OAuthFields = field(default_factory=OAuthFields)
+    client_secret: str | None = field(default=None, repr=False)
 
     def to_new_provider(self, tenant: str) -> NewProvider:
         return NewProvider(
@@ -98,6 +133,9 @@ class ProviderInput:
             folders=self.folders,
             max_connections=self.max_connections,
             is_active=self.is_active,
+            provider_type=self.provider_type,
+            auth_type=self.auth_type,
+            oauth=self.oauth,
         )
 
 
@@ -127,24 +165,96 @@ def validate_create(body: Any) -> ProviderInput:
     """The create request in ``body``, or ``ApiProblem`` (422) naming every bad field."""
     values = require_object(body)
     problems = _Collector()
-    _check_keys(values, problems)
-    for name in REQUIRED_ON_CREATE:
+    _check_keys(values, problems, create=True)
+    checked = _check_values(values, problems)
+    login = _check_login(values, problems)
+    preset = preset_for(login.get("providerType", "imap"))
+    auth_type = login.get("authType", AUTH_PASSWORD)
+    required = list(REQUIRED_ON_CREATE)
+    if preset.imap_host is None:
+        required += ENDPOINT_FIELDS
+    if auth_type == AUTH_PASSWORD:
+        required.append("password")
+    elif "password" in values:
+        problems.add("password", f"not used with authType {AUTH_OAUTH2}: leave it out")
+    for name in required:
         if name not in values:
             problems.add(name, f"required: {ACCEPTED[name]}")
-    checked = _check_values(values, problems)
-    if problems.problems:
+    host = checked.get("host", preset.imap_host)
+    if problems.problems or host is None:
         raise invalid_fields(problems.problems)
     return ProviderInput(
         name=checked["name"],
         mailbox=checked["mailbox"],
-        host=checked["host"],
-        port=checked["port"],
-        security=checked["security"],
+        host=host,
+        port=checked.get("port", preset.imap_port),
+        security=checked.get("security", Security.TLS),
         username=checked["username"],
-        password=checked["password"],
+        password=checked.get("password"),
         folders=checked.get("folders", ()),
         max_connections=checked.get("maxConnections"),
         is_active=checked.get("isActive", True),
+        provider_type=preset.provider_type,
+        auth_type=auth_type,
+        oauth=OAuthFields(
+            authorize_url=login.get("oauthAuthorizeUrl"),
+            token_url=login.get("oauthTokenUrl"),
+            client_id=login.get("oauthClientId"),
+            scopes=login.get("oauthScopes", ()),
+        ),
+        client_secret=login.get("oauthClientSecret"),
+    )
+
+
+def _check_login(values: Mapping[str, Any], problems: _Collector) -> dict[str, Any]:
+    """The create-only fields (provider type, auth type, OAuth client), checked."""
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in CREATE_ONLY:
+            continue
+        ok = isinstance(value, str) and 0 < len(value) <= MAX_URL_CHARS
+        if name == "providerType":
+            ok = isinstance(value, str) and value in PROVIDER_TYPES
+        elif name == "authType":
+            ok = isinstance(value, str) and value in {AUTH_PASSWORD, AUTH_OAUTH2}
+        elif name == "oauthClientSecret":
+            ok = (
+                ok
+                and len(value) <= MAX_PASSWORD_CHARS
+                and re.fullmatch(PASSWORD_PATTERN, value) is not None
+            )
+        elif name == "oauthClientId":
+            ok = ok and re.fullmatch(TEXT_PATTERN, value) is not None
+        elif name in {"oauthAuthorizeUrl", "oauthTokenUrl"}:
+            ok = ok and _is_web_url(value)
+        elif name == "oauthScopes":
+            ok = (
+                isinstance(value, list)
+                and len(value) <= MAX_SCOPES
+                and all(
+                    isinstance(v, str) and re.fullmatch(SCOPE_PATTERN, v) is not None for v in value
+                )
+            )
+        if ok:
+            checked[name] = tuple(value) if name == "oauthScopes" else value
+        else:
+            problems.add(name, "expected " + CREATE_ONLY[name])
+    oauth_fields = [name for name in checked if name.startswith("oauth")]
+    if checked.get("authType", AUTH_PASSWORD) != AUTH_OAUTH2:
+        for name in oauth_fields:
+            problems.add(name, f"only with authType {AUTH_OAUTH2}")
+    return checked
+
+
+def _is_web_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return (
+        parts.scheme in {"https", "http"}
+        and bool(parts.hostname)
+        and not parts.fragment
+        and not parts.username
+        and value.isprintable()
+        and " " not in value
     )
 
 
@@ -226,11 +336,13 @@ def is_valid_tenant(value: Any) -> bool:
 # -- field rules ---------------------------------------------------------------------------
 
 
-def _check_keys(values: Mapping[str, Any], problems: _Collector) -> None:
+def _check_keys(values: Mapping[str, Any], problems: _Collector, *, create: bool = False) -> None:
     for key in values:
         if key in REFUSED:
             problems.add(key, REFUSED[key])
-        elif key not in ACCEPTED:
+        elif key in CREATE_ONLY and not create:
+            problems.add(key, "set only when the provider is created")
+        elif key not in ACCEPTED and not (create and key in CREATE_ONLY):
             problems.add(key, "unknown field; accepted: " + ", ".join(ACCEPTED))
 
 

@@ -196,7 +196,7 @@ def deliver(dovecot: DovecotServer, user: str, subject: str) -> None:
     dovecot.deliver(user, make_message(subject=subject))
 
 
-def test_connect_flow_then_the_worker_logs_in_with_xoauth2_and_publishes(
+def test_created_through_the_api_connected_through_the_flow_then_published(
     worker: InProcessWorker,
     api: ApiHarness,
     oauth_dovecot: DovecotServer,
@@ -206,24 +206,47 @@ def test_connect_flow_then_the_worker_logs_in_with_xoauth2_and_publishes(
     redis_client: redis.Redis[bytes],
     stream: str,
 ) -> None:
-    provider = add_oauth_provider(worker, tenant, oauth_dovecot, oauth_server, mailbox)
+    created = api.call(
+        "POST",
+        "/api/v1/providers",
+        tenant=tenant,
+        json_body={
+            "name": "Support (OAuth)",
+            "mailbox": f"{mailbox}@localhost",
+            "username": mailbox,
+            "host": "127.0.0.1",
+            "port": oauth_dovecot.imap_port,
+            "security": "none",
+            "authType": "oauth2",
+            "oauthClientId": oauth_server.client_id,
+            "oauthClientSecret": oauth_server.client_secret,
+            "oauthAuthorizeUrl": oauth_server.authorize_url,
+            "oauthTokenUrl": oauth_server.token_url,
+            "oauthScopes": ["mail"],
+        },
+    )
+    assert created.status == 201, created
+    provider_id = created.json()["id"]
+    assert created.json()["authType"] == "oauth2" and created.json()["hasPassword"] is False
+    assert oauth_server.client_secret.encode() not in created.body
     started = api.call(
         "POST",
         "/api/email/oauth/imap/initiate",
         tenant=tenant,
-        json_body={"providerId": provider.id},
+        json_body={"providerId": provider_id},
     ).json()
     query = parse_qs(urlsplit(started["authUrl"]).query)
     assert query["code_challenge_method"] == ["S256"] and query["state"] == [started["state"]]
     assert query["redirect_uri"] == [REDIRECT_URI] and query["client_id"] == [
         oauth_server.client_id
     ]
+    assert query["scope"] == ["mail"]
 
-    reply = connect_through_api(api, tenant, provider.id)
+    reply = connect_through_api(api, tenant, provider_id)
     assert reply.status_code == 302
-    assert reply.headers["Location"] == f"{UI_URL}?providerId={provider.id}&status=connected"
-    stored = worker.parts.providers.find_provider(provider.id, tenant)
-    assert stored.status == "connected"
+    assert reply.headers["Location"] == f"{UI_URL}?providerId={provider_id}&status=connected"
+    provider = worker.parts.providers.find_provider(provider_id, tenant)
+    assert provider.status == "connected"
     refresh_name = provider.refresh_token_secret_name()
     assert (
         worker.parts.secrets.load_secret(tenant, refresh_name) in oauth_server.live_refresh_tokens()
@@ -238,6 +261,33 @@ def test_connect_flow_then_the_worker_logs_in_with_xoauth2_and_publishes(
     )
     assert oauth_server.log.refresh_calls == 0  # the access token from the exchange was used
     assert not oauth_server.expired_logins()
+
+
+def test_an_oauth_token_url_must_be_https_and_public_unless_private_hosts_are_allowed(
+    oauth_environ: dict[str, str], tenant: str
+) -> None:
+    harness = ApiHarness(_settings(oauth_environ, IMAP_ALLOW_PRIVATE_HOSTS="false"))
+    try:
+        body = {
+            "name": "X",
+            "mailbox": "a@example.com",
+            "username": "a@example.com",
+            "providerType": "microsoft",
+            "host": "93.184.216.34",  # a public literal: no DNS in tests
+            "authType": "oauth2",
+        }
+        for url, problem in (
+            ("http://login.example.com/token", "expected an https URL"),
+            ("https://127.0.0.1/token", "loopback"),
+        ):
+            reply = harness.call(
+                "POST", "/api/v1/providers", tenant=tenant, json_body={**body, "oauthTokenUrl": url}
+            )
+            assert reply.status == 422, reply
+            (field,) = reply.json()["fields"]
+            assert field["field"] == "oauthTokenUrl" and problem in field["message"]
+    finally:
+        harness.close()
 
 
 @pytest.mark.parametrize("mechanism", ["xoauth2", "oauthbearer"])
@@ -557,3 +607,20 @@ def test_nothing_secret_in_responses_or_the_database_columns(
     engine.dispose()
     assert not any(token.decode() in dump for token in tokens)
     assert oauth_server.client_secret not in dump
+
+
+def test_the_api_tests_an_oauth_provider_with_its_access_token(
+    worker: InProcessWorker,
+    api: ApiHarness,
+    oauth_provider: ProviderConfig,
+    oauth_server: OAuthTestServer,
+) -> None:
+    tenant, path = oauth_provider.tenant, f"/api/v1/providers/{oauth_provider.id}/test"
+    not_connected = api.call("POST", path, tenant=tenant)
+    assert not_connected.status == 409 and not_connected.json()["error"] == "reauth_required"
+    grant_expired(worker, oauth_provider, oauth_server)  # the API refreshes it first
+    worker.parts.providers.save_status(oauth_provider, status="connected", error=None)
+    calls_before = oauth_server.log.refresh_calls
+    tested = api.call("POST", path, tenant=tenant)
+    assert tested.status == 200 and tested.json()["ok"] is True, tested
+    assert oauth_server.log.refresh_calls - calls_before == 1

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from email_service.api.problems import ApiProblem
+from email_service.api.validation import validate_create, validate_update
 from email_service.errors import OAuthStateInvalid, PermanentError
 from email_service.model import (
     AUTH_OAUTH2,
@@ -168,3 +170,63 @@ def test_a_generic_provider_without_urls_says_what_is_missing() -> None:
         client_config(provider("imap", OAuthFields(client_id="c")), Settings.from_env({}), None)
     with pytest.raises(PermanentError, match="EMAIL_SERVICE_OAUTH_MICROSOFT_CLIENT_ID"):
         client_config(provider("microsoft", OAuthFields()), Settings.from_env({}), None)
+
+
+def test_an_oauth_gmail_provider_needs_no_host_or_password() -> None:
+    valid = validate_create(
+        {
+            "name": "Gmail",
+            "mailbox": "a@example.com",
+            "username": "a@example.com",
+            "providerType": "google",
+            "authType": "oauth2",
+        }
+    )
+    assert (valid.host, valid.port, valid.security) == ("imap.gmail.com", 993, Security.TLS)
+    assert valid.password is None and valid.auth_type == AUTH_OAUTH2
+
+
+def test_oauth_create_fields_are_checked_and_named() -> None:
+    with pytest.raises(ApiProblem) as raised:
+        validate_create(
+            {
+                "name": "X",
+                "mailbox": "a@example.com",
+                "username": "a",
+                "providerType": "yahoo",
+                "authType": "oauth2",
+                "password": "p",
+                "oauthTokenUrl": "ftp://x",
+                "oauthScopes": ["ok", "bad scope"],
+            }
+        )
+    fields = {f.field for f in raised.value.fields}
+    assert fields == {
+        "providerType",
+        "password",
+        "oauthTokenUrl",
+        "oauthScopes",
+        "host",
+        "port",
+        "security",
+    }
+    with pytest.raises(ApiProblem) as raised:
+        validate_create(
+            {"name": "X", "mailbox": "a@b.c", "username": "a", "host": "h.example.com",
+             "port": 993, "security": "tls", "password": "p", "oauthClientId": "c"}
+        )  # fmt: skip
+    assert [f.field for f in raised.value.fields] == ["oauthClientId"]
+
+
+def test_login_fields_cannot_be_changed_by_patch() -> None:
+    with pytest.raises(ApiProblem) as raised:
+        validate_update({"authType": "oauth2"})
+    assert raised.value.fields[0].message == "set only when the provider is created"
+
+
+@pytest.mark.parametrize("value", [{}, [], 1, None, True])
+def test_login_fields_of_the_wrong_type_are_named(value: object) -> None:
+    with pytest.raises(ApiProblem) as raised:
+        validate_create({"providerType": value, "authType": value, "oauthScopes": value})
+    named = {f.field for f in raised.value.fields}
+    assert {"providerType", "authType", "oauthScopes"} <= named
