@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 #: Metric name -> help text. Every metric the service exports is listed here.
 METRICS: dict[str, tuple[str, str]] = {
@@ -48,6 +49,13 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
+        self._collectors: list[Callable[[], None]] = []
+
+    def add_collector(self, collect: Callable[[], None]) -> None:
+        """Call ``collect`` before every ``render``: it sets gauges that are read when
+        scraped rather than pushed, so they are never older than the scrape."""
+        with self._lock:
+            self._collectors.append(collect)
 
     def add(self, name: str, amount: float = 1.0, **labels: str) -> None:
         key = tuple(sorted(labels.items()))
@@ -65,6 +73,10 @@ class Metrics:
             return self._values[name].get(tuple(sorted(labels.items())), 0.0)
 
     def render(self) -> str:
+        with self._lock:
+            collectors = list(self._collectors)
+        for collect in collectors:
+            collect()
         lines: list[str] = []
         with self._lock:
             for name, (kind, help_text) in METRICS.items():

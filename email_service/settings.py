@@ -325,15 +325,17 @@ VARIABLES: tuple[Variable, ...] = (
         "IMAP_LEASE_TTL_MS",
         "lease_ttl_ms",
         _parse_int(3000),
-        30_000,
-        "how long a provider lease lasts without renewal (database clock)",
+        15_000,
+        "how long a provider lease lasts without renewal (database clock); a killed worker's "
+        "folders are taken over within about this plus IMAP_PROVIDER_REFRESH_MS",
     ),
     Variable(
         "IMAP_PROVIDER_REFRESH_MS",
         "provider_refresh_ms",
         _parse_int(100),
-        10_000,
-        "how often the worker looks for new, changed and removed providers",
+        5_000,
+        "how often the worker looks for new, changed and removed providers, and for leases "
+        "that expired",
     ),
     Variable(
         "IMAP_POLL_INTERVAL_MS",

@@ -149,6 +149,7 @@ class Supervisor:
         self._next_refresh = 0.0
         self.stop_event = threading.Event()
         self.refreshed = threading.Event()
+        parts.listener_context.metrics.add_collector(self._update_gauges)
 
     @property
     def worker_id(self) -> str:
@@ -171,7 +172,6 @@ class Supervisor:
             self._next_refresh = now + interval_s * self._jitter()
             self.refreshed.set()
         self._reconcile()
-        self._update_gauges()
 
     def run(self) -> None:
         """Tick until stopped; then stop every connection and release the leases."""
@@ -321,9 +321,11 @@ class Supervisor:
         return 1 + self._settings.timer_jitter_pct * (2 * self._rng.random() - 1)
 
     def _update_gauges(self) -> None:
+        """Listener states and leases, when /metrics is read (on the HTTP thread: the
+        supervisor may change ``_listeners`` meanwhile, so it is copied in one step)."""
         metrics = self._parts.listener_context.metrics
         counts: dict[str, int] = {}
-        for _version, loop in self._listeners.values():
+        for _version, loop in list(self._listeners.values()):
             counts[loop.state] = counts.get(loop.state, 0) + 1
         for state in LISTENER_STATES:
             metrics.set("email_service_listeners", counts.get(state, 0), state=state)
