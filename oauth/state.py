@@ -77,7 +77,7 @@ def verify_state(state: str, key: str, *, now_s: float) -> StateClaims:
     Raises ``OAuthStateInvalid`` with ``reason`` ``malformed``, ``bad_signature`` or
     ``expired``; the signature is compared in constant time before anything is decoded.
     """
-    if len(state) > MAX_STATE_CHARS or state.count(".") != 1:
+    if len(state) > MAX_STATE_CHARS or not state.isascii() or state.count(".") != 1:
         raise OAuthStateInvalid("malformed", "the state is not one this service issued")
     payload, signature = state.split(".")
     if not hmac.compare_digest(signature.encode(), _signature(payload, key).encode()):

@@ -53,6 +53,8 @@ def test_a_signed_state_verifies_to_its_claims() -> None:
         (lambda s: s.replace(".", ""), "malformed"),
         (lambda s: s + ".more", "malformed"),
         (lambda s: "x" * 5000, "malformed"),
+        (lambda s: "é" + s, "malformed"),
+        (lambda s: s.replace(".", ".é"), "malformed"),
     ],
 )
 def test_a_changed_state_is_refused(mangle: object, reason: str) -> None:
