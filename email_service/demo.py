@@ -76,6 +76,7 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
         upgrade_database(settings.database_url)
         parts = WorkerParts.build(settings)
         cleanup.callback(parts.engine.dispose)
+        cleanup.callback(parts.listener_context.builder.close)
 
         if args.imap_host:
             endpoint = ImapEndpoint(args.imap_host, args.imap_port, Security(args.security))

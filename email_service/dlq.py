@@ -104,6 +104,7 @@ class DeadLetterQueue:
         self._sessions.clear()
         if self._parts is not None:
             self._parts.engine.dispose()
+            self._parts.listener_context.builder.close()
             self._parts.listener_context.publisher.client.close()
 
     # -- reading --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 
@@ -97,7 +97,7 @@ def _common(data: Mapping[bytes, Any], fallback_size: int) -> dict[str, Any]:
         internal = internal.replace(tzinfo=UTC)
     size = _int(data.get(b"RFC822.SIZE"))
     return {
-        "internal_date": internal if isinstance(internal, datetime) else None,
+        "internal_date": _plain_timezone(internal) if isinstance(internal, datetime) else None,
         "flags": tuple(_text(flag) for flag in data.get(b"FLAGS", ())),
         "size": fallback_size if size is None else size,
         "gmail_msgid": _int(data.get(b"X-GM-MSGID")),
@@ -201,3 +201,12 @@ def _disposition(value: Any) -> tuple[str | None, tuple[tuple[str, str], ...]]:
         return None, ()
     name = _text(value[0]).lower() or None
     return name, _params(value[1] if len(value) > 1 else None)
+
+
+def _plain_timezone(moment: datetime) -> datetime:
+    """``moment`` with a standard-library tzinfo (imapclient's ``FixedOffset`` cannot be
+    pickled, and fetched messages are sent to parse processes)."""
+    offset = moment.utcoffset()
+    if offset is None:
+        return moment
+    return moment.replace(tzinfo=timezone(offset))

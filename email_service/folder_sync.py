@@ -31,7 +31,7 @@ import dataclasses
 import logging
 import random
 import threading
-import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +39,7 @@ from typing import Protocol, TypeVar
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from email_service.entry_builder import EntryBuilder, PendingEntries
 from email_service.errors import (
     ConnectionLost,
     ImapCommandFailed,
@@ -48,7 +49,7 @@ from email_service.errors import (
 from email_service.events import StreamEntry
 from email_service.fetched import Fetched, FetchedHeaders, FetchedMessage
 from email_service.imap_session import FolderStatus, ImapSession, Login
-from email_service.ingest import IngestTarget, build_entry, sections_to_fetch, unfetchable_entry
+from email_service.ingest import IngestTarget, sections_to_fetch, unfetchable_entry
 from email_service.limits import HEADERS, MISSING, FetchBatch, IngressLimits, plan_fetch_batches
 from email_service.metrics import Metrics
 from email_service.model import FolderCursor, FolderKey, ProviderConfig
@@ -73,6 +74,8 @@ FETCH_FAILURE_LIMIT = 3
 #: UIDs whose sizes are asked in one command (a UID set of this many fits any server's
 #: command line).
 SIZES_PER_FETCH = 500
+#: Fetched batches being parsed while the next one is fetched (a few MB each at most).
+BATCHES_IN_FLIGHT = 2
 #: Tries of one publish or cursor write before the caller reconnects and starts over.
 WRITE_TRIES = 3
 
@@ -101,7 +104,18 @@ class ListenerContext:
     load_login: LoadLogin
     metrics: Metrics
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: Parses fetched batches (a process pool, or inline).
+    builder: EntryBuilder = field(default_factory=lambda: EntryBuilder(0))
     rng: random.Random = field(default_factory=random.Random)
+
+
+@dataclass(frozen=True)
+class _Building:
+    """A batch fetched and handed to the builder, with the dead letters of UIDs not had."""
+
+    batch: FetchBatch
+    pending: PendingEntries
+    missing: dict[int, StreamEntry]
 
 
 @dataclass
@@ -178,6 +192,12 @@ class FolderSync:
         raise AssertionError(plan)  # pragma: no cover - exhaustive match
 
     def catch_up(self, session: ImapSession, cursor: FolderCursor) -> FolderCursor:
+        """Publish every UID above the cursor, in batches; return the new cursor.
+
+        A pipeline: while up to ``BATCHES_IN_FLIGHT`` batches are being parsed
+        (``EntryBuilder``, on other cores when configured), the next is fetched; batches are
+        published, and the cursor moved, strictly in UID order.
+        """
         uids = session.search_uids_after(cursor.last_uid)
         target = IngestTarget(
             key=self.key,
@@ -186,6 +206,7 @@ class FolderSync:
             limits=self.limits,
             channel_by_tenant=self.settings.event_channel_by_tenant,
         )
+        building: deque[_Building] = deque()
         for chunk in split_batches(uids, SIZES_PER_FETCH):
             if self.stop.is_set():
                 break
@@ -193,14 +214,44 @@ class FolderSync:
             for batch in plan_fetch_batches(sizes, self.limits):
                 if self.stop.is_set():
                     break
-                entries = self._build_entries(session, target, batch)
+                fetched = self._fetch_batch(session, batch)
                 if self.stop.is_set():  # a retry wait cut short: what is missing is not lost
                     break
-                self._publish(cursor.uid_validity, entries)
-                cursor = FolderCursor(cursor.uid_validity, batch.uids[-1])
-                self._save_cursor(cursor)
+                building.append(self._start_building(target, batch, fetched))
+                if len(building) > BATCHES_IN_FLIGHT:
+                    cursor = self._finish(building.popleft(), cursor)
+        while building and not self.stop.is_set():
+            cursor = self._finish(building.popleft(), cursor)
         if not self.stop.is_set():
             self._mark_synced()
+        return cursor
+
+    def _start_building(
+        self, target: IngestTarget, batch: FetchBatch, fetched: dict[int, Fetched]
+    ) -> _Building:
+        present = [fetched[uid] for uid in batch.uids if uid in fetched]
+        now = self.context.clock()
+        missing = {}
+        for uid in batch.uids:
+            if uid not in fetched:
+                detail = (
+                    self._failures.describe(uid)
+                    if self._failures.given_up(uid)
+                    else "listed by SEARCH but FETCH returned nothing"
+                )
+                missing[uid] = unfetchable_entry(uid, target, detail, now=now)
+        pending = self.context.builder.submit(present, target, now)
+        return _Building(batch, pending, missing)
+
+    def _finish(self, building: _Building, cursor: FolderCursor) -> FolderCursor:
+        """Wait for a batch's entries, publish them in UID order, move the cursor."""
+        built = {entry.uid: entry for entry in building.pending.result()}
+        built.update(building.missing)
+        entries = [built[uid] for uid in building.batch.uids]
+        self._failures.clear(building.batch.uids)  # each has its entry now
+        self._publish(cursor.uid_validity, entries)
+        cursor = FolderCursor(cursor.uid_validity, building.batch.uids[-1])
+        self._save_cursor(cursor)
         return cursor
 
     @_retry_writes
@@ -256,9 +307,7 @@ class FolderSync:
                 logger.info("%d uids were expunged before they could be fetched", len(gone))
         return [(uid, sizes.get(uid)) for uid in uids if uid not in gone]
 
-    def _build_entries(
-        self, session: ImapSession, target: IngestTarget, batch: FetchBatch
-    ) -> list[StreamEntry]:
+    def _fetch_batch(self, session: ImapSession, batch: FetchBatch) -> dict[int, Fetched]:
         fetched: dict[int, Fetched] = {}
         if batch.mode == HEADERS:
             fetched.update(
@@ -270,21 +319,7 @@ class FolderSync:
             fetched.update(
                 self._fetch_with_retries(batch.uids, lambda uids: fetch_whole(session, uids))
             )
-        entries = []
-        for uid in batch.uids:
-            message = fetched.pop(uid, None)
-            now = self.context.clock()
-            if message is None:
-                detail = (
-                    self._failures.describe(uid)
-                    if self._failures.given_up(uid)
-                    else "listed by SEARCH but FETCH returned nothing"
-                )
-                entries.append(unfetchable_entry(uid, target, detail, now=now))
-                continue
-            entries.append(build_entry(message, target, now=now, random_uuid=uuid.uuid4()))
-        self._failures.clear(batch.uids)  # each has its entry now
-        return entries
+        return fetched
 
     @_retry_writes
     def _publish(self, uid_validity: int, entries: list[StreamEntry]) -> None:

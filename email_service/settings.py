@@ -542,6 +542,15 @@ VARIABLES: tuple[Variable, ...] = (
         "to the last answer",
     ),
     Variable(
+        "EMAIL_SERVICE_PARSE_PROCESSES",
+        "parse_processes",
+        _parse_int(0),
+        2,
+        "processes that parse fetched mail next to the worker, so fetching and parsing a "
+        "backlog overlap on other cores (about 45 MB each, started on first use); 0 parses "
+        "on the listener threads",
+    ),
+    Variable(
         "IMAP_OAUTH_REFRESH_MARGIN_MS",
         "oauth_refresh_margin_ms",
         _parse_int(1000),
@@ -683,6 +692,7 @@ class Settings:
     api_imap_calls_per_minute: int
     api_imap_timeout_ms: int
     allow_private_hosts: bool
+    parse_processes: int
     oauth_refresh_margin_ms: int
     oauth_timeout_ms: int
     oauth_state_secret: str | None

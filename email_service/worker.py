@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from email_service.budget import plan_connections
 from email_service.connection_loop import ConnectionLoop
+from email_service.entry_builder import EntryBuilder
 from email_service.errors import EmailServiceError, StorageUnavailable
 from email_service.fair_share import (
     lease_must_be_dropped,
@@ -116,6 +117,7 @@ class WorkerParts:
             ),
             load_login=logins.login_for,
             metrics=metrics,
+            builder=EntryBuilder(settings.parse_processes),
         )
         return cls(settings, engine, providers, secrets, context, worker_id)
 
@@ -358,6 +360,7 @@ def run_worker(settings: Settings, *, http_port: int) -> None:
             supervisor.stop_event.set()
             await asyncio.to_thread(thread.join, SHUTDOWN_TIMEOUT_S + 5)
             await runner.cleanup()
+            parts.listener_context.builder.close()
             parts.engine.dispose()
 
     asyncio.run(serve())

@@ -69,6 +69,7 @@ class InProcessWorker:
 
     def close(self) -> None:
         self.stop()
+        self.parts.listener_context.builder.close()
         self.parts.listener_context.publisher.client.close()
         self.parts.engine.dispose()
 
