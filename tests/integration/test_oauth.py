@@ -326,8 +326,8 @@ def test_access_token_expiring_during_idle_is_refreshed_before_it_expires(
     )
     assert oauth_server.log.refresh_calls - refreshes_before >= 2
     assert oauth_server.expired_logins() == []  # never logged in with an expired token
-    renewals = worker.parts.listener_context.metrics.render()
-    assert "email_service_oauth_renewals_total" in renewals
+    metrics = worker.parts.listener_context.metrics
+    assert metrics.value("email_service_oauth_renewals_total") >= 2  # logged in again, not failed
     assert worker.parts.providers.find_provider(provider.id, tenant).status == "connected"
 
 
