@@ -159,7 +159,7 @@ def add_providers(
             for folder in folders:
                 if folder != "INBOX":
                     dovecot.create_folder(user, folder)
-            tenant = f"tenant-{n % tenants}"
+            tenant = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n % tenants}"))
             provider_id = providers.add_provider(
                 NewProvider(
                     tenant=tenant,
