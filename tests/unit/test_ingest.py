@@ -155,3 +155,24 @@ def test_unfetchable_entry() -> None:
         "123",
     )
     assert entry.fields["rawRefetch"] == "uid"
+
+
+def test_an_event_that_breaks_the_contract_is_a_dead_letter_naming_the_path() -> None:
+    # A tenant id that is not a UUID: the consumer would drop the event, so it is not sent.
+    target = IngestTarget(FolderKey("acme", "prov-1", "INBOX"), "imap", 77, IngressLimits())
+
+    entry = build(whole(GOOD), target)
+
+    assert entry.dead_letter
+    assert entry.fields["reason"] == "contract_violation"
+    assert "payload.tenantId" in entry.fields["detail"]
+    assert entry.violation == "payload.tenantId"
+    assert base64.b64decode(entry.fields["rawBase64"]) == GOOD  # kept for a replay
+
+
+def test_a_message_without_a_usable_sender_is_a_dead_letter() -> None:
+    entry = build(whole(GOOD.replace(b"alice@example.com", b"alice@localhost")))
+
+    assert entry.dead_letter
+    assert entry.fields["reason"] == "no_usable_sender"
+    assert "Reply-To" in entry.fields["detail"]
