@@ -197,6 +197,16 @@ def _shared_ssl_context(ca_file: str | None, verify: bool) -> ssl.SSLContext:
     return context
 
 
+def _tune_socket(sock: socket.socket, *, keepalive: bool) -> None:
+    """``TCP_NODELAY`` always, keepalive when configured. imapclient writes a command and
+    its CRLF in two sends; with Nagle's algorithm the CRLF waits for the server to ACK the
+    first part, which a server waiting for the whole line delays by ~40 ms (measured on
+    Cyrus and Courier: every command of a catch-up paid it)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if keepalive:
+        _enable_keepalive(sock)
+
+
 def _enable_keepalive(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if hasattr(socket, "TCP_KEEPIDLE"):
@@ -240,8 +250,7 @@ class ImapSession:
         client = _call(where, connect)
         try:
             client.normalise_times = False
-            if options.keepalive:
-                _enable_keepalive(client.socket())
+            _tune_socket(client.socket(), keepalive=options.keepalive)
             if endpoint.security is Security.STARTTLS:
                 if not client.has_capability("STARTTLS"):
                     raise PermanentError(
