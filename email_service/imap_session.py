@@ -402,28 +402,46 @@ class ImapSession:
         """
         _call("IDLE", self._client.idle)
         self._idle_partial = b""
-        try:
-            deadline = time.monotonic() + max_wait_s
-            while not stop.is_set():
-                if self._read_idle_lines():
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                _wait_readable(self._client.socket(), min(IDLE_SLICE_S, remaining))
-            return False
-        finally:
-            if stop.is_set():
-                try:
-                    _call("IDLE DONE", self._client.idle_done)
-                except EmailServiceError:
-                    logger.debug("IDLE DONE failed while stopping", exc_info=True)
-            else:
+        # No DONE after a failure: the connection is being given up, and a DONE that fails
+        # too (it will, after a BYE) must not replace the server's reason.
+        changed = self._idle_until(stop, max_wait_s)
+        if stop.is_set():
+            try:
                 _call("IDLE DONE", self._client.idle_done)
+            except EmailServiceError:
+                logger.debug("IDLE DONE failed while stopping", exc_info=True)
+        else:
+            _call("IDLE DONE", self._client.idle_done)
+        return changed
+
+    def _idle_until(self, stop: threading.Event, max_wait_s: float) -> bool:
+        deadline = time.monotonic() + max_wait_s
+        while not stop.is_set():
+            if self._read_idle_lines():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            _wait_readable(self._client.socket(), min(IDLE_SLICE_S, remaining))
+        return False
+
+    def server_goodbye(self) -> str | None:
+        """The text of the last ``* BYE`` the server sent during a command, if any.
+
+        imaplib keeps it among the untagged responses but reports only "socket error: EOF"
+        when the server closes right after it, which hides the server's reason.
+        """
+        bye = self._client._imap.untagged_responses.get("BYE")
+        return _text(bye[-1])[:200] if bye else None
 
     def _read_idle_lines(self) -> bool:
-        """Consume every complete line readable now; True if one announced new mail."""
-        data = self._idle_partial + self._read_available()
+        """Consume every complete line readable now; True if one announced new mail.
+
+        A BYE raises ``ConnectionLost`` with the server's text, also when the server hung up
+        right after it; a hang-up without one raises it too.
+        """
+        received, closed = self._read_available()
+        data = self._idle_partial + received
         *lines, self._idle_partial = data.split(b"\r\n")
         new_mail = False
         for line in lines:
@@ -431,15 +449,18 @@ class ImapSession:
                 new_mail = True
             elif line.upper().startswith(b"* BYE"):
                 raise ConnectionLost(f"IDLE: the server ended the session: {_text(line)[:200]}")
+        if closed:
+            raise ConnectionLost("IDLE: the server closed the connection")
         return new_mail
 
-    def _read_available(self) -> bytes:
-        """Whatever can be read without blocking; ``ConnectionLost`` at end of file."""
+    def _read_available(self) -> tuple[bytes, bool]:
+        """Whatever can be read without blocking, and whether the peer closed after it."""
         reader = self._client._imap.file
         sock = self._client.socket()
         timeout = sock.gettimeout()
         sock.setblocking(False)
         received = bytearray()
+        closed = False
         try:
             while True:
                 try:
@@ -451,12 +472,11 @@ class ImapSession:
                 if data:
                     received += data
                     continue
-                if isinstance(sock, ssl.SSLSocket) or _closed_by_peer(sock):
-                    raise ConnectionLost("IDLE: the server closed the connection")
+                closed = isinstance(sock, ssl.SSLSocket) or _closed_by_peer(sock)
                 break
         finally:
             sock.settimeout(timeout)
-        return bytes(received)
+        return bytes(received), closed
 
     def interrupt(self) -> None:
         """From another thread: cut the connection so a blocked call returns at once."""

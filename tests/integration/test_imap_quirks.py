@@ -10,7 +10,7 @@ import pytest
 from email_service.errors import ConnectionLost
 from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogin
 from email_service.model import ImapEndpoint, Security
-from tests.fake_imap import fake_imap_server
+from tests.fake_imap import FakeImapServer, fake_imap_server
 
 OPTIONS = ConnectOptions(timeout_s=5, keepalive=True, verify_tls=True)
 
@@ -45,13 +45,28 @@ def test_exists_inside_another_response_is_reported_before_idle() -> None:
         session.close()
 
 
-def test_server_closing_during_idle_is_a_lost_connection() -> None:
-    replies = {"IDLE": lambda tag: b"+ idling\r\n* BYE shutting down\r\n"}
-    with fake_imap_server(replies) as port:
-        session = open_session(port)
+def test_server_closing_during_idle_is_a_lost_connection_with_its_reason() -> None:
+    """BYE, then the server hangs up: the error is the server's reason, not the DONE that
+    can no longer be sent."""
+    replies = {"IDLE": lambda tag: b"+ idling\r\n* BYE server shut down by signal\r\n"}
+    with FakeImapServer.start(replies, drop_after="IDLE") as server:
+        session = open_session(server.port)
         session.examine("INBOX")
-        with pytest.raises(ConnectionLost, match="ended the session"):
+        with pytest.raises(ConnectionLost, match=r"ended the session: .*shut down by signal"):
             session.wait_for_changes(threading.Event(), max_wait_s=5)
+        session.close()
+
+
+def test_a_bye_before_hanging_up_during_a_command_is_kept() -> None:
+    """imaplib reports "socket error: EOF"; the BYE text stays available for the log."""
+    replies = {"NOOP": lambda tag: b"* BYE maintenance window, back at 06:00\r\n"}
+    with FakeImapServer.start(replies, drop_after="NOOP") as server:
+        session = open_session(server.port)
+        session.examine("INBOX")
+        assert session.server_goodbye() is None
+        with pytest.raises(ConnectionLost):
+            session.noop()
+        assert session.server_goodbye() == "maintenance window, back at 06:00"
         session.close()
 
 
