@@ -54,6 +54,23 @@ class InProcessWorker:
         self.parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", password)
         return self.parts.providers.find_provider(provider_id, tenant)
 
+    def add_fake_provider(
+        self, tenant: str, port: int, folders: Sequence[str] = ("INBOX",)
+    ) -> ProviderConfig:
+        """A provider on the scriptable fake server (``tests/fake_imap.py``), any password."""
+        provider_id = self.parts.providers.add_provider(
+            NewProvider(
+                tenant=tenant,
+                name="Fake",
+                mailbox="support@example.com",
+                endpoint=ImapEndpoint("127.0.0.1", port, Security.NONE),
+                username="support@example.com",
+                folders=tuple(folders),
+            )
+        )
+        self.parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", "any")
+        return self.parts.providers.find_provider(provider_id, tenant)
+
     def start(self) -> None:
         self.supervisor = Supervisor(self.parts)
         self._thread = threading.Thread(target=self.supervisor.run, daemon=True)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from email_service.errors import ConnectionLost
+from email_service.folder_check import Signals
 from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogin
 from email_service.model import ImapEndpoint, Security
 from tests.fake_imap import FakeImapServer, fake_imap_server
@@ -27,7 +28,7 @@ def test_exists_sent_with_the_idle_continuation_is_seen_at_once() -> None:
         session = open_session(port)
         session.examine("INBOX")
         started = time.monotonic()
-        assert session.wait_for_changes(threading.Event(), max_wait_s=5) is True
+        assert session.wait_for_changes(threading.Event(), max_wait_s=5).new_mail is True
         assert time.monotonic() - started < 1
         session.close()
 
@@ -37,11 +38,10 @@ def test_exists_inside_another_response_is_reported_before_idle() -> None:
     with fake_imap_server(replies) as port:
         session = open_session(port)
         session.examine("INBOX")
-        session.take_new_mail_hint()
-        assert session.take_new_mail_hint() is False
+        assert session.take_signals() == Signals()
         session.noop()
-        assert session.take_new_mail_hint() is True
-        assert session.take_new_mail_hint() is False
+        assert session.take_signals() == Signals(new_mail=True)
+        assert session.take_signals() == Signals()
         session.close()
 
 
@@ -74,10 +74,10 @@ def test_idle_times_out_quietly_and_stops_on_request() -> None:
     with fake_imap_server({}) as port:
         session = open_session(port)
         session.examine("INBOX")
-        assert session.wait_for_changes(threading.Event(), max_wait_s=0.3) is False
+        assert session.wait_for_changes(threading.Event(), max_wait_s=0.3) == Signals()
         stop = threading.Event()
         threading.Timer(0.2, stop.set).start()
         started = time.monotonic()
-        assert session.wait_for_changes(stop, max_wait_s=30) is False
+        assert session.wait_for_changes(stop, max_wait_s=30) == Signals()
         assert time.monotonic() - started < 2
         session.close()
