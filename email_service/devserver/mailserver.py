@@ -13,6 +13,7 @@ from typing import Protocol
 class MailServer(Protocol):
     """A running dev IMAP server: loopback ports, a self-signed CA, users, mail, folders."""
 
+    workdir: Path  #: starting again here (on the same ports) keeps users, mail, certificate
     host: str
     imap_port: int  #: plain IMAP, with STARTTLS
     imaps_port: int  #: implicit TLS
