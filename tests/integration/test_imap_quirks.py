@@ -81,3 +81,14 @@ def test_idle_times_out_quietly_and_stops_on_request() -> None:
         assert session.wait_for_changes(stop, max_wait_s=30) == Signals()
         assert time.monotonic() - started < 2
         session.close()
+
+
+def test_a_smaller_exists_in_idle_asks_for_a_verification() -> None:
+    """Courier's recreated folder: three messages known, then ``* 1 EXISTS``."""
+    replies = {"IDLE": lambda tag: b"+ idling\r\n* 1 EXISTS\r\n"}
+    with fake_imap_server(replies) as port:
+        session = open_session(port)
+        session.examine("INBOX")  # the fake says 3 EXISTS
+        signals = session.wait_for_changes(threading.Event(), max_wait_s=5)
+        assert signals.verify == "EXISTS 1 is below the 3 messages known, without an EXPUNGE"
+        session.close()
