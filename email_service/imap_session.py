@@ -433,12 +433,18 @@ class ImapSession:
         self._signals = combine_signals(self._signals, signals)
 
     def _take_pending(self) -> list[Untagged]:
+        """The responses imaplib filed that ``read_signals`` reads, removed from its store:
+        EXPUNGE, EXISTS, RECENT, a ``[CLOSED]`` code and untagged NOs."""
         pending = self._client._imap.untagged_responses
-        return [
+        found = [
             Untagged(keyword, int(number))
             for keyword in ("EXPUNGE", "EXISTS", "RECENT")
             for number in pending.pop(keyword, [])
         ]
+        if pending.pop("CLOSED", None) is not None:
+            found.append(Untagged("OK", code="CLOSED"))
+        found += [Untagged("NO", text=_text(text)) for text in pending.pop("NO", [])]
+        return found
 
     def wait_for_changes(self, stop: threading.Event, max_wait_s: float) -> Signals:
         """IDLE until the server reports new mail or a reason to verify the folder, or for

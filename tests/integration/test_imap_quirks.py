@@ -11,7 +11,7 @@ from email_service.errors import ConnectionLost
 from email_service.folder_check import Signals
 from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogin
 from email_service.model import ImapEndpoint, Security
-from tests.fake_imap import FakeImapServer, fake_imap_server
+from tests.fake_imap import DEFAULT_REPLIES, FakeImapServer, fake_imap_server
 
 OPTIONS = ConnectOptions(timeout_s=5, keepalive=True, verify_tls=True)
 
@@ -91,4 +91,33 @@ def test_a_smaller_exists_in_idle_asks_for_a_verification() -> None:
         session.examine("INBOX")  # the fake says 3 EXISTS
         signals = session.wait_for_changes(threading.Event(), max_wait_s=5)
         assert signals.verify == "EXISTS 1 is below the 3 messages known, without an EXPUNGE"
+        session.close()
+
+
+@pytest.mark.parametrize(
+    ("untagged", "reason"),
+    [
+        (b"* OK [CLOSED] mailbox gone", "the server closed the folder ([CLOSED])"),
+        (b"* NO mailbox deleted", "the server said NO: mailbox deleted"),
+        (b"* 1 EXPUNGE\r\n* 1 EXPUNGE\r\n* 1 EXPUNGE", "every message of the folder was expunged"),
+    ],
+    ids=["closed", "untagged-no", "every-message-expunged"],
+)
+def test_signs_inside_a_command_response_ask_for_a_verification(
+    untagged: bytes, reason: str
+) -> None:
+    replies = {
+        "NOOP": lambda tag: untagged + b"\r\n" + tag + b" OK done\r\n",
+        # A [CLOSED] in an EXAMINE's own answer only says the previous folder was closed.
+        "EXAMINE": lambda tag: (
+            b"* OK [CLOSED] Previous mailbox closed.\r\n" + DEFAULT_REPLIES["EXAMINE"](tag)
+        ),
+    }
+    with fake_imap_server(replies) as port:
+        session = open_session(port)
+        session.examine("INBOX")  # 3 EXISTS
+        assert session.take_signals() == Signals()
+        session.noop()
+        verify = session.take_signals().verify
+        assert verify is not None and verify.startswith(reason)
         session.close()
