@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import select
 import socket
 import ssl
 import threading
@@ -52,6 +51,7 @@ from email_service.folder_check import (
     parse_untagged,
     read_signals,
 )
+from email_service.idle_stream import IdleStream
 from email_service.model import ImapEndpoint, Security
 from oauth.sasl import choose_mechanism, error_acknowledgement, initial_response
 
@@ -66,8 +66,6 @@ KEEPALIVE_INTERVAL_S = 10
 KEEPALIVE_PROBES = 3
 #: IDLE waits in slices this long so a stop request is seen quickly.
 IDLE_SLICE_S = 1.0
-#: Bytes read at a time while draining IDLE responses.
-READ_CHUNK_BYTES = 65536
 #: Data items fetched per message; PEEK so nothing is marked \\Seen.
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"FLAGS", b"RFC822.SIZE"]
 #: Data items fetched of a message too large to download whole.
@@ -230,7 +228,7 @@ class ImapSession:
         #: When this session must log in again (its OAuth token is about to expire).
         self.renew_at = renew_at
         self._closed = False
-        self._idle_partial = b""
+        self._idle: IdleStream | None = None
         #: Messages in the selected folder as the server last said (EXAMINE, EXISTS,
         #: EXPUNGE), and as it was at the last UID search; None before an EXAMINE.
         self._exists: int | None = None
@@ -450,13 +448,11 @@ class ImapSession:
         """IDLE until the server reports new mail or a reason to verify the folder, or for
         ``max_wait_s``, or until ``stop`` (then the signals are empty).
 
-        Reads the IDLE responses itself rather than with imapclient's ``idle_check``: that
-        polls only the socket, so a response already sitting in imaplib's read buffer or in
-        the TLS layer (an EXISTS sent together with the ``+ idling`` continuation) would wait
-        for the next packet; and it returns nothing, instead of failing, at end of file.
+        Reads the IDLE responses itself (``idle_stream``), not with imapclient's
+        ``idle_check``, which can leave a response waiting for the next packet.
         """
         _call("IDLE", self._client.idle)
-        self._idle_partial = b""
+        self._idle = IdleStream(self._client._imap.file, self._client.socket())
         # No DONE after a failure: the connection is being given up, and a DONE that fails
         # too (it will, after a BYE) must not replace the server's reason.
         seen = self._idle_until(stop, max_wait_s)
@@ -470,9 +466,11 @@ class ImapSession:
         return combine_signals(seen, self.take_signals())  # and what came with DONE's answer
 
     def _idle_until(self, stop: threading.Event, max_wait_s: float) -> Signals:
+        stream = self._idle
+        assert stream is not None
         deadline = time.monotonic() + max_wait_s
         while not stop.is_set():
-            signals, self._exists = read_signals(self._read_idle_lines(), self._exists)
+            signals, self._exists = read_signals(self._read_idle_lines(stream), self._exists)
             if signals.goodbye is not None:
                 raise ConnectionLost(f"IDLE: the server ended the session: {signals.goodbye}")
             if signals.new_mail or signals.verify:
@@ -480,7 +478,7 @@ class ImapSession:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            _wait_readable(self._client.socket(), min(IDLE_SLICE_S, remaining))
+            stream.wait_readable(min(IDLE_SLICE_S, remaining))
         return Signals()
 
     def server_goodbye(self) -> str | None:
@@ -492,44 +490,18 @@ class ImapSession:
         bye = self._client._imap.untagged_responses.get("BYE")
         return _text(bye[-1])[:200] if bye else None
 
-    def _read_idle_lines(self) -> list[Untagged]:
+    @staticmethod
+    def _read_idle_lines(stream: IdleStream) -> list[Untagged]:
         """The untagged responses on every complete line readable now, in order.
 
         When the server hung up after them, they are returned if one is a BYE (so its text
         is the reason given); otherwise the hang-up raises ``ConnectionLost``.
         """
-        received, closed = self._read_available()
-        data = self._idle_partial + received
-        *lines, self._idle_partial = data.split(b"\r\n")
+        lines, closed = stream.read_lines()
         responses = [r for r in (parse_untagged(line) for line in lines) if r is not None]
         if closed and not any(response.keyword == "BYE" for response in responses):
             raise ConnectionLost("IDLE: the server closed the connection")
         return responses
-
-    def _read_available(self) -> tuple[bytes, bool]:
-        """Whatever can be read without blocking, and whether the peer closed after it."""
-        reader = self._client._imap.file
-        sock = self._client.socket()
-        timeout = sock.gettimeout()
-        sock.setblocking(False)
-        received = bytearray()
-        closed = False
-        try:
-            while True:
-                try:
-                    data = reader.read1(READ_CHUNK_BYTES)
-                except (BlockingIOError, ssl.SSLWantReadError):
-                    break
-                except OSError as exc:
-                    raise ConnectionLost(f"IDLE: connection lost ({exc})") from exc
-                if data:
-                    received += data
-                    continue
-                closed = isinstance(sock, ssl.SSLSocket) or _closed_by_peer(sock)
-                break
-        finally:
-            sock.settimeout(timeout)
-        return bytes(received), closed
 
     def interrupt(self) -> None:
         """From another thread: cut the connection so a blocked call returns at once."""
@@ -577,22 +549,6 @@ def _authenticate_oauth(client: Any, login: OAuthLogin) -> None:
         ) from exc
     except Exception as exc:
         raise translate_error(exc, where) from exc
-
-
-def _wait_readable(sock: socket.socket, timeout_s: float) -> None:
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
-    poller.poll(timeout_s * 1000)
-
-
-def _closed_by_peer(sock: socket.socket) -> bool:
-    """On a plain non-blocking socket, tell end of file from "nothing yet"."""
-    try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
-        return True
 
 
 def _shutdown_quietly(client: Any) -> None:
