@@ -2,7 +2,9 @@
 
     python -m bench                          # all of them, full size (about 30 minutes)
     python -m bench --quick                  # smaller sizes (a few minutes)
-    python -m bench --only latency,drain     # a subset: latency, fanout, drain, failover
+    python -m bench --only latency,drain     # a subset: latency, fanout, drain, failover,
+                                             # commands
+    python -m bench --only latency,commands --server cyrus   # against Cyrus IMAP
 
 Writes ``bench/results/<timestamp>.json`` and ``bench/results/<timestamp>.md`` (the table,
 also printed): measurement, service, baseline, target, met?. Timing figures are reported
@@ -27,10 +29,10 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT
+from bench.common import ROOT, SERVERS
 from bench.report import render_markdown, rows
 
-MEASUREMENTS = ("latency", "fanout", "drain", "failover")
+MEASUREMENTS = ("latency", "fanout", "drain", "failover", "commands")
 
 #: Sizes of a full run (the issue's) and of ``--quick``.
 FULL = {
@@ -42,6 +44,7 @@ FULL = {
     "providers": 60,
     "kills": 3,
     "rate_window_s": 60.0,
+    "repeat": 200,
 }
 QUICK = {
     "messages": 20,
@@ -52,6 +55,7 @@ QUICK = {
     "providers": 15,
     "kills": 1,
     "rate_window_s": 0.0,
+    "repeat": 50,
 }
 
 
@@ -89,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="failover with this IMAP_LEASE_TTL_MS instead of the default (target not judged)",
     )
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="dovecot",
+        help="the IMAP server of latency, drain and commands (fanout and failover: Dovecot)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     return parser
 
@@ -99,21 +109,23 @@ def sizes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.commands import measure_commands
     from bench.failover import measure_failover
     from bench.fanout import measure_fanout
     from bench.latency_and_drain import DEFAULTS, measure_drain, measure_latency
 
     size = sizes(args)
     steps: dict[str, Callable[[], dict[str, object]]] = {
-        "latency": lambda: measure_latency(size["messages"]),
+        "latency": lambda: measure_latency(size["messages"], args.server),
         "fanout": lambda: measure_fanout(size["folders"], size["small"], size["deliveries"]),
-        "drain": lambda: measure_drain(size["backlog"]),
+        "drain": lambda: measure_drain(size["backlog"], args.server),
         "failover": lambda: measure_failover(
             size["providers"],
             size["kills"],
             lease_ttl_ms=args.lease_ttl_ms,
             rate_window_s=size["rate_window_s"],
         ),
+        "commands": lambda: measure_commands(size["repeat"], args.server),
     }
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

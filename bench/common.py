@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+import imapclient
 import psycopg
 import redis
 
@@ -23,7 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from email_service.devserver.dovecot import DovecotServer  # noqa: E402
+from email_service.devserver.cyrus import start_cyrus  # noqa: E402
+from email_service.devserver.dovecot import start_dovecot  # noqa: E402
+from email_service.devserver.mailserver import MailServer  # noqa: E402
 from email_service.model import ImapEndpoint, NewProvider, Security  # noqa: E402
 from email_service.secretbox import SecretBox  # noqa: E402
 from email_service.store.engine import make_engine  # noqa: E402
@@ -40,6 +45,49 @@ BENCH_TENANT = str(uuid.uuid5(uuid.NAMESPACE_URL, "email-service/bench"))
 #: Folders per Dovecot user (INBOX and four more), so one user fills the default per-account
 #: budget of five IDLE connections.
 FOLDERS_PER_USER = 5
+
+
+#: The real IMAP servers a measurement can run against (``--server``).
+SERVERS = ("dovecot", "cyrus")
+#: An IDLE response announcing a new message.
+EXISTS_LINE = re.compile(rb"^\* \d+ EXISTS$", re.IGNORECASE)
+
+
+def start_server(kind: str, workdir: Path, users: list[tuple[str, str]]) -> MailServer:
+    """A throwaway Dovecot or Cyrus in ``workdir/<kind>`` with ``users``."""
+    if kind == "cyrus":
+        return start_cyrus(workdir / "cyrus", users=users)
+    if kind == "dovecot":
+        return start_dovecot(workdir / "dovecot", users=users)
+    raise ValueError(f"unknown server {kind!r}; choose from {', '.join(SERVERS)}")
+
+
+def bare_client(server: MailServer, user: str) -> imapclient.IMAPClient:
+    """A bare imapclient connection over TLS, logged in, with ``TCP_NODELAY`` (the limit of
+    the machine: without it, every command waits for Nagle's algorithm on some servers)."""
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    client = imapclient.IMAPClient("localhost", port=server.imaps_port, ssl_context=context)
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.login(user, PASSWORD)
+    return client
+
+
+def wait_for_exists(client: imapclient.IMAPClient, timeout_s: float) -> None:
+    """In IDLE: read the server's responses a whole line at a time until an EXISTS.
+
+    imapclient's ``idle_check`` reads with the socket non-blocking and may stop in the
+    middle of a line (``* 1 RE`` … ``CENT``), which leaves the rest for ``idle_done`` to
+    choke on (``unterminated line``, ``unexpected response: b'CENT'``). Reading complete
+    lines, blocking with a timeout, leaves nothing half-read behind.
+    """
+    sock = client.socket()
+    previous = sock.gettimeout()
+    sock.settimeout(timeout_s)
+    try:
+        while not EXISTS_LINE.match(client._imap._get_line()):
+            pass
+    finally:
+        sock.settimeout(previous)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -145,7 +193,7 @@ def plain_db_url(sa_url: str) -> str:
 def add_providers(
     sa_url: str,
     key: str,
-    dovecot: DovecotServer,
+    dovecot: MailServer,
     users: list[str],
     *,
     folders: tuple[str, ...] = ("INBOX",),

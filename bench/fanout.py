@@ -44,6 +44,7 @@ from bench.common import (
     redis_client,
     scratch_database,
     summary_ms,
+    wait_for_exists,
     worker_env,
 )
 from email_service.devserver.dovecot import DovecotServer, start_dovecot
@@ -82,12 +83,7 @@ def bare_baseline(
         time.sleep(GAP_S)
         begun = time.monotonic()
         dovecot.deliver(user, make_message("fan-out"), folder=folder)
-        while True:
-            try:
-                if any(r[1] == b"EXISTS" for r in client.idle_check(timeout=10)):
-                    break
-            except imapclient.exceptions.ProtocolError:
-                break  # imapclient split a line; the data arrived
+        wait_for_exists(client, 10)
         client.idle_done()
         uids = client.search(["UID", "1:*"])
         client.fetch([max(uids)], [b"BODY.PEEK[]"])

@@ -1,13 +1,16 @@
-"""Push latency and backlog drain, each against a bare client on the same Dovecot.
+"""Push latency and backlog drain, each against a bare client on the same server.
 
 Run all benchmarks with ``python -m bench``; this one alone with
-``python bench/latency_and_drain.py [--messages 200] [--backlog 10000]``.
-Needs Redis (REDIS_URL, default redis://127.0.0.1:6379/0); starts its own Dovecot and runs
-``email-service worker`` as a subprocess on a SQLite database in a temporary directory.
+``python bench/latency_and_drain.py [--messages 200] [--backlog 10000] [--server cyrus]``.
+Needs Redis (REDIS_URL, default redis://127.0.0.1:6379/0); starts its own Dovecot (or Cyrus)
+and runs ``email-service worker`` as a subprocess on a SQLite database in a temporary
+directory.
 
-- latency: Dovecot waits a hard-coded 500 ms before it pushes EXISTS, so the baseline (a
-  bare imapclient connection in IDLE, timed from delivery to EXISTS plus one
-  ``UID FETCH BODY.PEEK[]``) is the floor to compare with, not zero.
+- latency: the baseline is a bare imapclient connection in IDLE on the same server, timed
+  from delivery to EXISTS (``bare_exists``: what the server itself takes) and to EXISTS
+  plus ``UID SEARCH`` and one ``UID FETCH BODY.PEEK[]`` (``baseline``). Dovecot waits a
+  hard-coded 500 ms before it pushes EXISTS, Cyrus about a millisecond, so the baseline is
+  the floor to compare with, not zero.
 - drain: the same backlog of mixed messages (text, HTML, every tenth with a 150 KB
   attachment) is read by a bare loop in one process (``UID FETCH BODY.PEEK[]`` in batches
   of ``IMAP_FETCH_BATCH_SIZE``, each message parsed with ``mailparser.parse_from_bytes``)
@@ -20,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -28,7 +30,6 @@ import time
 import uuid
 from pathlib import Path
 
-import imapclient
 import mailparser
 
 if __package__ in (None, ""):
@@ -38,14 +39,18 @@ from bench.common import (
     BENCH_TENANT,
     PASSWORD,
     ROOT,
+    SERVERS,
     WorkerProcess,
+    bare_client,
     mixed_message,
     redis_client,
+    start_server,
     summary_ms,
+    wait_for_exists,
     wait_for_length,
     worker_env,
 )
-from email_service.devserver.dovecot import DovecotServer, start_dovecot
+from email_service.devserver.mailserver import MailServer
 from email_service.secretbox import generate_key
 from email_service.settings import Settings
 from tests.helpers import make_message
@@ -61,42 +66,29 @@ APPEND_BATCH = 200
 DEFAULTS = Settings.from_env({})
 
 
-def _client(dovecot: DovecotServer, user: str) -> imapclient.IMAPClient:
-    context = ssl.create_default_context(cafile=str(dovecot.ca_file))
-    client = imapclient.IMAPClient("localhost", port=dovecot.imaps_port, ssl_context=context)
-    client.login(user, PASSWORD)
-    return client
-
-
-def baseline_latency(dovecot: DovecotServer, user: str, count: int) -> list[float]:
-    """A bare imapclient IDLE: delivery → EXISTS → UID FETCH BODY.PEEK[] of the new UID."""
-    client = _client(dovecot, user)
+def baseline_latency(server: MailServer, user: str, count: int) -> dict[str, list[float]]:
+    """A bare IDLE client: delivery → EXISTS, and → EXISTS + UID SEARCH + UID FETCH."""
+    client = bare_client(server, user)
     client.select_folder("INBOX", readonly=True)
     last_uid = max(client.search("ALL") or [0])
-    latencies = []
+    exists, fetched = [], []
     for n in range(count):
         time.sleep(GAP_S)
         client.idle()
         started = time.monotonic()
-        dovecot.deliver(user, make_message(f"baseline {n}"))
-        while True:
-            try:
-                if any(r[1] == b"EXISTS" for r in client.idle_check(timeout=5)):
-                    break
-            except imapclient.exceptions.ProtocolError:
-                # imapclient's idle_check reads non-blocking and can split a line (the very
-                # reason the service reads IDLE responses itself): the data did arrive.
-                break
+        server.deliver(user, make_message(f"baseline {n}"))
+        wait_for_exists(client, 10)
+        exists.append(time.monotonic() - started)
         client.idle_done()
         uids = [u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid]
         client.fetch(uids, [b"BODY.PEEK[]"])
-        latencies.append(time.monotonic() - started)
+        fetched.append(time.monotonic() - started)
         last_uid = max(uids)
     client.logout()
-    return latencies
+    return {"exists": exists, "fetched": fetched}
 
 
-def add_provider(env: dict[str, str], dovecot: DovecotServer, user: str) -> None:
+def add_provider(env: dict[str, str], server: MailServer, user: str) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -113,14 +105,14 @@ def add_provider(env: dict[str, str], dovecot: DovecotServer, user: str) -> None
             "--host",
             "localhost",
             "--port",
-            str(dovecot.imaps_port),
+            str(server.imaps_port),
             "--security",
             "tls",
             "--username",
             user,
             "--password-stdin",
             "--tls-ca-file",
-            str(dovecot.ca_file),
+            str(server.ca_file),
         ],
         env={**os.environ, **env},
         input=PASSWORD.encode() + b"\n",
@@ -138,38 +130,43 @@ def _single_node(workdir: Path, stream: str) -> dict[str, str]:
     )
 
 
-def measure_latency(messages: int) -> dict[str, object]:
+def measure_latency(messages: int, server_kind: str = "dovecot") -> dict[str, object]:
     """Delivery → event on the stream, against a bare IDLE client; ``messages`` each."""
     client = redis_client()
     workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-"))
     stream = f"bench:{uuid.uuid4().hex[:8]}"
     env = _single_node(workdir, stream)
-    dovecot = start_dovecot(workdir / "dovecot", users=[("bare", PASSWORD), ("svc", PASSWORD)])
+    server = start_server(server_kind, workdir, [("bare", PASSWORD), ("svc", PASSWORD)])
     worker = None
     try:
-        baseline = baseline_latency(dovecot, "bare", messages)
-        add_provider(env, dovecot, "svc")
+        baseline = baseline_latency(server, "bare", messages)
+        add_provider(env, server, "svc")
         worker = WorkerProcess.start(env, workdir / "worker.log")
-        dovecot.deliver("svc", make_message("warm-up"))
+        server.deliver("svc", make_message("warm-up"))
         wait_for_length(client, stream, 1, 30)
         service = []
         for n in range(messages):
             time.sleep(GAP_S)
             started = time.monotonic()
-            dovecot.deliver("svc", make_message(f"latency {n}"))
+            server.deliver("svc", make_message(f"latency {n}"))
             wait_for_length(client, stream, n + 2, 10)
             service.append(time.monotonic() - started)
     finally:
         if worker is not None:
             worker.stop()
-        dovecot.stop()
+        server.stop()
         client.delete(stream)
-    return {"baseline": summary_ms(baseline), "service": summary_ms(service)}
+    return {
+        "server": server_kind,
+        "bare_exists": summary_ms(baseline["exists"]),
+        "baseline": summary_ms(baseline["fetched"]),
+        "service": summary_ms(service),
+    }
 
 
-def fill_backlog(dovecot: DovecotServer, user: str, count: int) -> int:
+def fill_backlog(server: MailServer, user: str, count: int) -> int:
     """APPEND ``count`` mixed messages to INBOX; returns their total size in bytes."""
-    client = _client(dovecot, user)
+    client = bare_client(server, user)
     total = 0
     for start in range(0, count, APPEND_BATCH):
         batch = [mixed_message(n) for n in range(start, min(count, start + APPEND_BATCH))]
@@ -179,10 +176,10 @@ def fill_backlog(dovecot: DovecotServer, user: str, count: int) -> int:
     return total
 
 
-def bare_fetch_and_parse(dovecot: DovecotServer, user: str, batch_size: int) -> dict[str, float]:
+def bare_fetch_and_parse(server: MailServer, user: str, batch_size: int) -> dict[str, float]:
     """One process, one connection: UID FETCH BODY.PEEK[] in batches, mail-parser each."""
     started = time.monotonic()
-    client = _client(dovecot, user)
+    client = bare_client(server, user)
     client.select_folder("INBOX", readonly=True)
     uids = client.search("ALL")
     parsed = 0
@@ -196,21 +193,21 @@ def bare_fetch_and_parse(dovecot: DovecotServer, user: str, batch_size: int) -> 
     return {"messages": parsed, "seconds": round(elapsed, 2), "per_s": round(parsed / elapsed, 1)}
 
 
-def measure_drain(backlog: int) -> dict[str, object]:
+def measure_drain(backlog: int, server_kind: str = "dovecot") -> dict[str, object]:
     """Messages per second through the service against the bare fetch-and-parse loop."""
     client = redis_client()
     workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-"))
     stream = f"bench:{uuid.uuid4().hex[:8]}"
     env = _single_node(workdir, stream)
-    dovecot = start_dovecot(workdir / "dovecot", users=[("svc", PASSWORD)])
+    server = start_server(server_kind, workdir, [("svc", PASSWORD)])
     worker = None
     try:
-        add_provider(env, dovecot, "svc")
+        add_provider(env, server, "svc")
         worker = WorkerProcess.start(env, workdir / "worker.log")  # sets the cursor at 0
         worker.wait_for_idle(1, 60)
         worker.stop()
-        total_bytes = fill_backlog(dovecot, "svc", backlog)
-        bare = [bare_fetch_and_parse(dovecot, "svc", DEFAULTS.fetch_batch_size)]
+        total_bytes = fill_backlog(server, "svc", backlog)
+        bare = [bare_fetch_and_parse(server, "svc", DEFAULTS.fetch_batch_size)]
         worker = WorkerProcess.start(env, workdir / "worker.log")
         started = worker.started
         wait_for_length(client, stream, 1, 60)
@@ -219,16 +216,17 @@ def measure_drain(backlog: int) -> dict[str, object]:
         drained = time.monotonic()
         worker.stop()
         worker = None
-        bare.append(bare_fetch_and_parse(dovecot, "svc", DEFAULTS.fetch_batch_size))
+        bare.append(bare_fetch_and_parse(server, "svc", DEFAULTS.fetch_batch_size))
         published = client.xlen(stream)
     finally:
         if worker is not None:
             worker.stop()
-        dovecot.stop()
+        server.stop()
         client.delete(stream)
     from_start_s = drained - started
     best = max(bare, key=lambda b: b["per_s"])
     return {
+        "server": server_kind,
         "messages": backlog,
         "average_kib": round(total_bytes / backlog / 1024, 1),
         "fetch_batch": DEFAULTS.fetch_batch_size,
@@ -245,10 +243,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--backlog", type=int, default=10_000)
+    parser.add_argument("--server", choices=SERVERS, default="dovecot")
     args = parser.parse_args()
     result = {
-        "latency": measure_latency(args.messages),
-        "drain": measure_drain(args.backlog),
+        "latency": measure_latency(args.messages, args.server),
+        "drain": measure_drain(args.backlog, args.server),
     }
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)

@@ -170,7 +170,8 @@ class ConnectionLoop:
                 self._stop.wait(self._policy.max_s)
                 continue
             except Exception as exc:
-                logger.exception("connection loop failed unexpectedly")
+                if not self._stop.is_set():
+                    logger.exception("connection loop failed unexpectedly")
                 self._record_failure("unexpected", exc)
                 hint_s = self._policy.max_s / 2
             finally:
@@ -209,7 +210,13 @@ class ConnectionLoop:
         return session
 
     def _record_failure(self, kind: str, exc: BaseException) -> None:
+        if self._stop.is_set():  # cutting the connection is how a stop interrupts a command
+            logger.info("connection closed to stop (%s)", type(exc).__name__)
+            return
         message = str(exc) if isinstance(exc, EmailServiceError) else type(exc).__name__
+        goodbye = self._session.server_goodbye() if self._session is not None else None
+        if goodbye and goodbye not in message:  # a BYE the library's error left out
+            message = f"{message}; the server said: {goodbye}"
         logger.warning("%s error: %s", kind, message)
         self._context.metrics.add("email_service_listener_errors_total", kind=kind)
         try:

@@ -1,17 +1,28 @@
 """How many provider leases a worker should hold, take or give back (core).
 
-Each live worker aims at ``ceil(active providers / live workers)``. It takes free leases up
-to that target, and gives back down to the target only when it holds more than the target
-plus a slack, so small changes in the counts do not make leases flap between workers. When
-a worker joins, the others find themselves above target + slack at their next refresh and
-hand back their surplus, which the newcomer takes: rebalancing needs no restart.
+With ``n`` live workers and ``p`` active providers, every worker should end up with
+``floor(p / n)`` (*low*) or ``ceil(p / n)`` (*high*, the target) leases. Each refresh, a
+worker sees every lease's owner and decides:
+
+- above target + slack (10 %, at least 1): give back down to the target (a worker joined,
+  providers were removed);
+- below target: take free leases, up to the target; but only up to *low* while another
+  worker is below *low*, so a lease handed over for a starved worker is not taken back;
+- above *low* while other workers are below it and the free leases do not cover what they
+  lack: the largest holder (ties: the last worker id) gives back one lease at a time until
+  they are covered. Without this, three providers over two workers could settle at 3/0:
+  the holder of three is within target 2 + slack 1, and the other finds nothing free.
+
+Every release is for a worker that is short of *low*, and nobody takes past *low* while one
+is, so counts move towards ``low``/``high`` and then stay: no flapping. A joining worker
+takes over its share at the others' next refresh: rebalancing needs no restart.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -28,15 +39,35 @@ class ShareDecision:
     release: int
 
 
-def plan_share(*, active_total: int, live_workers: int, held: int) -> ShareDecision:
-    """What to do so this worker holds its share of ``active_total`` leases."""
-    target = math.ceil(active_total / max(live_workers, 1))
+def plan_share(
+    *, active_total: int, live_workers: int, holdings: Mapping[str, int], me: str, free: int
+) -> ShareDecision:
+    """What worker ``me`` should do so that every live worker holds its share.
+
+    ``holdings`` counts the live (unexpired) leases per owner, ``me`` included; live workers
+    that hold none are absent from it. ``free`` is how many leases nobody holds. ``take`` is
+    how many of the free leases to take, ``release`` how many of ``me``'s to give back.
+    """
+    workers = max(live_workers, 1)
+    low, target = active_total // workers, math.ceil(active_total / workers)
     slack = max(1, math.ceil(target * SLACK_FRACTION))
+    held = holdings.get(me, 0)
+    others = [count for owner, count in holdings.items() if owner != me and count > 0]
+    empty_workers = max(0, workers - 1 - len(others))
+    short = sum(max(0, low - count) for count in others) + empty_workers * low
     if held > target + slack:
         return ShareDecision(target=target, take=0, release=held - target)
     if held < target:
-        return ShareDecision(target=target, take=target - held, release=0)
+        wanted = (target if short == 0 else low) - held
+        return ShareDecision(target=target, take=max(0, min(wanted, free)), release=0)
+    if held > low and short > free and _is_largest(holdings, me):
+        return ShareDecision(target=target, take=0, release=min(held - low, short - free))
     return ShareDecision(target=target, take=0, release=0)
+
+
+def _is_largest(holdings: Mapping[str, int], me: str) -> bool:
+    """Whether ``me`` holds the most leases (ties: the last id), so one worker gives back."""
+    return max(holdings.items(), key=lambda item: (item[1], item[0]))[0] == me
 
 
 def pick_to_take(free: Sequence[T], rng: random.Random) -> list[T]:

@@ -42,12 +42,14 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from email_service.entry_builder import EntryBuilder, PendingEntries
 from email_service.errors import (
     ConnectionLost,
+    FolderMissing,
     ImapCommandFailed,
     PublishFailed,
     StorageUnavailable,
 )
 from email_service.events import StreamEntry
 from email_service.fetched import Fetched, FetchedHeaders, FetchedMessage
+from email_service.folder_check import check_search
 from email_service.imap_session import FolderStatus, ImapSession, Login
 from email_service.ingest import IngestTarget, sections_to_fetch, unfetchable_entry
 from email_service.limits import HEADERS, MISSING, FetchBatch, IngressLimits, plan_fetch_batches
@@ -78,6 +80,11 @@ SIZES_PER_FETCH = 500
 BATCHES_IN_FLIGHT = 2
 #: Tries of one publish or cursor write before the caller reconnects and starts over.
 WRITE_TRIES = 3
+#: A folder found missing when verified may be in the middle of being recreated (DELETE,
+#: then CREATE): it is looked for this many more times, this far apart, before it counts
+#: as missing (which parks the listener for the longest backoff).
+MISSING_RETRIES = 3
+MISSING_RETRY_S = 0.5
 
 _retry_writes = retry(
     retry=retry_if_exception_type((PublishFailed, StorageUnavailable)),
@@ -168,14 +175,21 @@ class FolderSync:
 
     def open_folder(self, session: ImapSession) -> tuple[FolderStatus, FolderCursor]:
         """EXAMINE the folder and return its status and the cursor to catch up from."""
-        status = session.examine(self.key.folder)
+        status = self._examine(session)
         logger.info("folder opened: uidvalidity=%d exists=%d", status.uid_validity, status.exists)
         return status, self.ensure_cursor(session, status.uid_validity, status.uid_next)
 
     def ensure_cursor(
-        self, session: ImapSession, uid_validity: int, uid_next: int | None
+        self,
+        session: ImapSession,
+        uid_validity: int,
+        uid_next: int | None,
+        *,
+        noticed: str | None = None,
     ) -> FolderCursor:
-        plan = plan_sync(self.context.cursors.load_cursor(self.key), uid_validity)
+        """The cursor to catch up from; a re-baselined one when the folder is not the
+        cursor's (``noticed``: what made a connected listener look again, for the log)."""
+        plan = plan_sync(self.context.cursors.load_cursor(self.key), uid_validity, uid_next)
         match plan:
             case CatchUp(after_uid):
                 return FolderCursor(uid_validity, after_uid)
@@ -186,19 +200,54 @@ class FolderSync:
                     uid_validity=uid_validity,
                     uid_next=uid_next,
                 )
-                logger.info("re-baselining (%s): cursor at uid %d", reason, baseline.last_uid)
+                while_connected = f" while connected, noticed by: {noticed}" if noticed else ""
+                logger.info(
+                    "re-baselining (%s%s): cursor at uid %d",
+                    reason,
+                    while_connected,
+                    baseline.last_uid,
+                )
                 self.context.cursors.save_baseline(self.key, baseline, self.fence)
                 return baseline
         raise AssertionError(plan)  # pragma: no cover - exhaustive match
 
+    def verify_folder(self, session: ImapSession, reason: str) -> FolderCursor:
+        """EXAMINE the folder again and return the cursor for it: the same one while
+        UIDVALIDITY and UIDNEXT still fit it, else a new baseline exactly as at open."""
+        status = self._examine(session)
+        logger.debug("folder verified (%s): uidvalidity=%d", reason, status.uid_validity)
+        return self.ensure_cursor(session, status.uid_validity, status.uid_next, noticed=reason)
+
+    def _examine(self, session: ImapSession) -> FolderStatus:
+        """EXAMINE, looking again a few times for a folder that is missing: it may be in the
+        middle of being recreated (DELETE, then CREATE; the session may have been ended
+        for the DELETE)."""
+        for attempt in range(MISSING_RETRIES + 1):
+            try:
+                return session.examine(self.key.folder)
+            except FolderMissing:
+                if attempt == MISSING_RETRIES or self.stop.wait(MISSING_RETRY_S):
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def catch_up(self, session: ImapSession, cursor: FolderCursor) -> FolderCursor:
         """Publish every UID above the cursor, in batches; return the new cursor.
+
+        When the search does not fit the cursor (``folder_check.check_search``: a UID below
+        it, or fewer new UIDs than EXISTS announced), the folder is verified first, so mail
+        of a recreated folder is never published under the old UIDVALIDITY.
 
         A pipeline: while up to ``BATCHES_IN_FLIGHT`` batches are being parsed
         (``EntryBuilder``, on other cores when configured), the next is fetched; batches are
         published, and the cursor moved, strictly in UID order.
         """
-        uids = session.search_uids_after(cursor.last_uid)
+        announced = session.announced_since_search()
+        found = session.search_uids_from(cursor.last_uid)
+        suspicion = check_search(found, cursor.last_uid, announced)
+        if suspicion is not None:
+            cursor = self.verify_folder(session, suspicion)
+            found = session.search_uids_from(cursor.last_uid)
+        uids = [uid for uid in found if uid > cursor.last_uid]
         target = IngestTarget(
             key=self.key,
             provider_type=self.provider_type,

@@ -1,20 +1,26 @@
 """Follows one folder in IDLE and publishes its new mail (shell).
 
-State machine (the connection part is ``connection_loop``; decisions are in ``sync_plan``
-and ``backoff``)::
+State machine (the connection part is ``connection_loop``; decisions are in ``sync_plan``,
+``folder_check`` and ``backoff``)::
 
     CONNECT + LOGIN ──► EXAMINE (read-only) ──► no cursor / UIDVALIDITY changed ──► REBASELINE
-                             │ cursor matches                                        │
-                             ▼                                                       │
-                        CATCH UP ◄───────────────────────────────────────────────────┘
-                        every UID above the cursor, in batches:
-                        fetch BODY.PEEK[] → event or dead letter → publish → cursor
-                             │   ▲
-                             │   │ EXISTS announced during the catch-up
-                             ▼   │
-                        IDLE / POLL WAIT ── EXISTS, re-issue timer (then NOOP),
-                                            or poll timer (server without IDLE) ──► CATCH UP
+                             │ cursor matches                                     ▲      │
+                             ▼                                       changed      │      │
+                        CATCH UP ◄──── VERIFY: EXAMINE again ─────────────────────┘      │
+                        every UID above the cursor, in batches:   ▲  │ unchanged         │
+                        fetch BODY.PEEK[] → event or dead letter  │  ▼                   │
+                        → publish → cursor        ◄───────────────┼── CATCH UP ◄─────────┘
+                             │   ▲                                │
+                             │   │ EXISTS announced during it     │ [CLOSED], EXPUNGE storm,
+                             ▼   │                                │ EXISTS below the count,
+                        IDLE / POLL WAIT ── EXISTS ──► CATCH UP   │ a search that does not fit
+                                  │                               │ the cursor
+                                  └── re-issue timer (IDLE) or poll timer ───► VERIFY
     any transient error → BACKOFF → CONNECT; permanent → PARKED; lease lost or stop → STOPPED
+
+VERIFY is also the periodic reconciliation and the liveness check (it replaces a NOOP), so
+a folder recreated under a session is noticed at once when the server's responses reveal
+it, and otherwise within one IDLE re-issue (``IMAP_IDLE_REISSUE_MS``) or poll interval.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from email_service.model import FolderKey, ProviderConfig
 from providers.presets import idle_reissue_ms
 
 logger = logging.getLogger(__name__)
+
+#: Why the periodic reconciliation verifies the folder (in the log when it changed).
+RECONCILIATION = "the periodic reconciliation"
 
 
 class FolderListener(ConnectionLoop):
@@ -64,24 +73,32 @@ class FolderListener(ConnectionLoop):
         idle = session.has_capability("IDLE")
         reissue_ms = idle_reissue_ms(self.provider.provider_type, self._settings.idle_reissue_ms)
         reissue_s = reissue_ms / 1000
+        verify: str | None = None
         while not self._stop.is_set():
-            session.take_new_mail_hint()  # the SEARCH below sees whatever it announced
+            verify = verify or session.take_signals().verify
+            if verify is not None:
+                cursor = self._sync.verify_folder(session, verify)
+                verify = None
             cursor = self._sync.catch_up(session, cursor)
             if self._stop.is_set():
                 break
-            if session.take_new_mail_hint():
-                continue  # mail arrived during the catch-up: the server will not repeat it
+            signals = session.take_signals()
+            if signals.verify is not None or signals.new_mail:
+                verify = signals.verify  # seen during the catch-up: the server won't repeat it
+                continue
             self._check_renewal(session)
             self._set_state("idle" if idle else "polling")
             if idle:
-                if not session.wait_for_changes(self._stop, self._wait_cap_s(session, reissue_s)):
+                signals = session.wait_for_changes(self._stop, self._wait_cap_s(session, reissue_s))
+                verify = signals.verify
+                if not signals.new_mail and verify is None:
                     if self._stop.is_set():
                         break
                     self._check_renewal(session)
-                    session.noop()  # liveness check before re-entering IDLE
+                    verify = RECONCILIATION  # also the liveness check before IDLE again
             else:
                 wait_s = self._wait_cap_s(session, self._settings.poll_interval_ms / 1000)
                 if self._stop.wait(wait_s):
                     break
-                session.noop()
+                verify = RECONCILIATION
             self._set_state("syncing")

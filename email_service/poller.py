@@ -38,6 +38,7 @@ from email_service.errors import FolderMissing
 from email_service.folder_sync import FolderSync, ListenerContext
 from email_service.imap_session import ImapSession
 from email_service.model import FolderCursor, ProviderConfig
+from email_service.sync_plan import Rebaseline, plan_sync
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ class FolderPoller(ConnectionLoop):
 
 
 def _changed(known: _Followed, uid_validity: int, uid_next: int | None) -> bool:
+    if isinstance(plan_sync(known.cursor, uid_validity, uid_next), Rebaseline):
+        return True  # a new UIDVALIDITY, or UIDs that started again: ensure_cursor re-baselines
     return should_catch_up(
         known.cursor,
         seen_uid_next=known.seen_uid_next,

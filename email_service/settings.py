@@ -370,8 +370,9 @@ VARIABLES: tuple[Variable, ...] = (
         "idle_reissue_ms",
         _parse_int(1000),
         120_000,
-        "IDLE is ended, a NOOP sent and IDLE re-entered this often: the bound on finding a "
-        "silently dead connection (with IMAP_CONNECTION_TIMEOUT_MS); RFC 2177 asks < 29 min",
+        "IDLE is ended, the folder examined again and IDLE re-entered this often: the bound "
+        "on finding a silently dead connection (with IMAP_CONNECTION_TIMEOUT_MS) and on "
+        "noticing a folder recreated without a sign from the server; RFC 2177 asks < 29 min",
     ),
     Variable(
         "IMAP_FETCH_BATCH_SIZE",

@@ -1,7 +1,8 @@
 """Which UIDs a folder listener fetches next (core: data in, decision out).
 
-A folder whose cursor is missing, or whose UIDVALIDITY no longer matches the cursor's, is
-*re-baselined*: the cursor is set just below the newest ``IMAP_MAX_EMAILS_PER_SYNC``
+A folder whose cursor is missing, or whose UIDVALIDITY (or UIDNEXT) no longer fits the
+cursor, is *re-baselined*, whether that is seen at open or while connected
+(``folder_check``): the cursor is set just below the newest ``IMAP_MAX_EMAILS_PER_SYNC``
 messages, so those are published and older mail is not replayed as new. Otherwise every
 UID above the cursor is fetched, in batches, with no cap per wake-up.
 """
@@ -31,12 +32,24 @@ class CatchUp:
 FetchPlan = Rebaseline | CatchUp
 
 
-def plan_sync(cursor: FolderCursor | None, uid_validity: int) -> FetchPlan:
-    """Decide between catching up from the cursor and starting over."""
+def plan_sync(
+    cursor: FolderCursor | None, uid_validity: int, uid_next: int | None = None
+) -> FetchPlan:
+    """Decide between catching up from the cursor and starting over.
+
+    Every UID the cursor passed is below the folder's UIDNEXT, so a UIDNEXT at or below the
+    cursor means the folder's UIDs started again without a new UIDVALIDITY (which RFC 3501
+    forbids, and a recreated folder on some servers does): that is a new folder too.
+    """
     if cursor is None:
         return Rebaseline("no cursor yet")
     if cursor.uid_validity != uid_validity:
         return Rebaseline(f"UIDVALIDITY changed from {cursor.uid_validity} to {uid_validity}")
+    if uid_next is not None and uid_next <= cursor.last_uid:
+        return Rebaseline(
+            f"UIDNEXT {uid_next} is not above the cursor's uid {cursor.last_uid} "
+            f"at the same UIDVALIDITY {uid_validity}"
+        )
     return CatchUp(cursor.last_uid)
 
 

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -234,10 +235,14 @@ class Supervisor:
             self._drop_held(gone)
             self._leases.release_leases(self._worker_id, gone)
         views = self._leases.list_leases()
+        holdings = Counter(v.owner for v in views if v.owner and not v.free)
+        holdings[self._worker_id] = len(self._held)
         decision = plan_share(
             active_total=len(views),
             live_workers=self._leases.count_live_workers(),
-            held=len(self._held),
+            holdings=holdings,
+            me=self._worker_id,
+            free=sum(1 for v in views if v.free and (v.tenant, v.provider_id) not in self._held),
         )
         if decision.release:
             surplus = pick_to_release(list(self._held), decision.release)

@@ -17,6 +17,10 @@ How it reads (docs/consumers.md explains why):
 4. An entry delivered more than ``--max-deliveries`` times is copied to
    ``<stream>:consumer-dlq`` with the error and acknowledged, so a poison event cannot block
    the group.
+5. ``XREADGROUP ... BLOCK`` waits up to ``--block-ms`` (2 s) for new entries, so the Redis
+   client's socket timeout must be longer than that: redis-py's default is 5 s, and a
+   block of 5 s or more on an idle stream ends in ``TimeoutError: Timeout reading from
+   socket``. ``connect`` sets it to the block time plus ``SOCKET_TIMEOUT_MARGIN_S``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ Handler = Callable[[dict[str, Any]], None]
 
 #: How long the marker of a processed event_id is kept (longer than any redelivery).
 PROCESSED_TTL_S = 7 * 24 * 3600
+#: Socket timeout beyond the XREADGROUP block time: Redis answers a block that ran out at
+#: once, so anything slower than this is a network or server problem worth an error.
+SOCKET_TIMEOUT_MARGIN_S = 10
 
 
 @dataclass
@@ -47,7 +54,8 @@ class ConsumerConfig:
     consumer: str = "consumer-1"
     max_deliveries: int = 5
     claim_idle_ms: int = 60_000
-    block_ms: int = 5_000
+    #: XREADGROUP's BLOCK: how long one round waits for new entries on an idle stream.
+    block_ms: int = 2_000
     count: int = 50
 
     @property
@@ -65,6 +73,13 @@ class RoundStats:
     reclaimed: int = 0
     dead_lettered: list[str] = field(default_factory=list)
     failed: int = 0
+
+
+def connect(redis_url: str, config: ConsumerConfig) -> redis.Redis:
+    """A client whose socket timeout outlasts the longest XREADGROUP block."""
+    return redis.Redis.from_url(
+        redis_url, socket_timeout=config.block_ms / 1000 + SOCKET_TIMEOUT_MARGIN_S
+    )
 
 
 def ensure_group(client: redis.Redis, config: ConsumerConfig) -> None:
@@ -178,6 +193,7 @@ def main() -> None:
     parser.add_argument("--consumer", default=ConsumerConfig.consumer)
     parser.add_argument("--max-deliveries", type=int, default=ConsumerConfig.max_deliveries)
     parser.add_argument("--claim-idle-ms", type=int, default=ConsumerConfig.claim_idle_ms)
+    parser.add_argument("--block-ms", type=int, default=ConsumerConfig.block_ms)
     parser.add_argument(
         "--hang-on-subject",
         default=None,
@@ -191,8 +207,9 @@ def main() -> None:
         consumer=args.consumer,
         max_deliveries=args.max_deliveries,
         claim_idle_ms=args.claim_idle_ms,
+        block_ms=args.block_ms,
     )
-    client = redis.Redis.from_url(args.redis_url)
+    client = connect(args.redis_url, config)
     ensure_group(client, config)
 
     def handle(event: dict[str, Any]) -> None:

@@ -1,10 +1,12 @@
-"""Fixtures for tests that need real servers: PostgreSQL, Redis and Dovecot.
+"""Fixtures for tests that need real servers: PostgreSQL, Redis, Dovecot and Cyrus IMAP.
 
 They never skip: when a server cannot be had, the test fails with the reason. Unit tests do
 not use these fixtures, so ``pytest tests/unit`` needs no server at all.
 PostgreSQL: TEST_DATABASE_ADMIN_URL (default postgresql://postgres@127.0.0.1:5432/postgres);
 a fresh database is created per run and dropped afterwards. Redis: TEST_REDIS_URL
-(default redis://127.0.0.1:6379/0); every test uses its own stream names.
+(default redis://127.0.0.1:6379/0); every test uses its own stream names. Dovecot and Cyrus
+are installed (Cyrus: unpacked) from Debian's packages when missing; ``imap_server`` and
+``imap_user`` run a test once on each of them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import psycopg
 import pytest
 import redis
 
+from email_service.devserver.cyrus import CyrusServer, start_cyrus
 from email_service.devserver.dovecot import DovecotServer, start_dovecot
+from email_service.devserver.mailserver import MailServer
 from email_service.secretbox import generate_key
 from email_service.settings import Settings
 from email_service.store.migrate import upgrade_database
@@ -104,6 +108,20 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def cyrus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CyrusServer]:
+    server = start_cyrus(tmp_path_factory.mktemp("cyrus"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["dovecot", "cyrus"])
+def imap_server(request: pytest.FixtureRequest) -> MailServer:
+    """Each real IMAP server in turn: the test runs once against Dovecot, once against Cyrus."""
+    server: MailServer = request.getfixturevalue(request.param)
+    return server
+
+
 @dataclass(frozen=True)
 class MailUser:
     name: str
@@ -115,6 +133,14 @@ def mail_user(dovecot: DovecotServer) -> MailUser:
     """A fresh Dovecot user with an empty INBOX."""
     user = MailUser(unique("user"), unique("pw"))
     dovecot.add_user(user.name, user.password)
+    return user
+
+
+@pytest.fixture
+def imap_user(imap_server: MailServer) -> MailUser:
+    """A fresh user with an empty INBOX on ``imap_server``."""
+    user = MailUser(unique("user"), unique("pw"))
+    imap_server.add_user(user.name, user.password)
     return user
 
 

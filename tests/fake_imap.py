@@ -14,7 +14,14 @@ a real server might.
   connections, for Gmail's label folders (Dovecot has no X-GM-EXT-1): EXAMINE/SELECT,
   ``UID SEARCH ALL`` and ``UID SEARCH UID n:*``, and ``UID FETCH`` of RFC822.SIZE,
   INTERNALDATE, FLAGS, X-GM-MSGID and BODY[] (what the listener asks for small messages).
-  ``add_message`` delivers during a test and wakes the IDLE-ing sessions of that folder.
+  ``add_message`` delivers during a test and wakes the IDLE-ing sessions of that folder;
+  ``add_message(..., announce=False)`` delivers without a word to any session, then or
+  later. A session that was busy when a message came is told at its next IDLE, as real
+  servers do.
+- ``recreate_folder(name, uid_validity)``: the folder deleted and created again, the way
+  Courier-IMAP does it under a session: sessions that had it selected stay on the new,
+  empty folder and are told nothing (no EXPUNGE, no BYE); the next delivery announces
+  ``* 1 EXISTS``, and only a new EXAMINE shows the new UIDVALIDITY.
 """
 
 from __future__ import annotations
@@ -103,6 +110,8 @@ class FakeImapServer:
         self.folders = folders
         #: Sessions in IDLE: connection -> selected folder, woken by ``add_message``.
         self._idling: dict[socket.socket, str] = {}
+        #: The message count each session was last told (EXAMINE, EXISTS).
+        self._told: dict[socket.socket, int] = {}
         self._drop_after = drop_after.upper() if drop_after else None
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -129,7 +138,7 @@ class FakeImapServer:
         server._acceptor.start()
         return server
 
-    def add_message(self, folder: str, message: FakeMessage) -> None:
+    def add_message(self, folder: str, message: FakeMessage, *, announce: bool = True) -> None:
         """Deliver ``message`` to ``folder`` and announce it to the sessions IDLE-ing there."""
         assert self.folders is not None, "start the server with folders=..."
         with self._lock:
@@ -137,9 +146,19 @@ class FakeImapServer:
             messages.append(message)
             waiting = [conn for conn, name in self._idling.items() if name == folder]
             count = len(messages)
+            if not announce:  # and never: as if the sessions had been told
+                self._told.update(dict.fromkeys(self._told, count))
+                waiting = []
         for connection in waiting:
+            self._told[connection] = count
             with suppress(OSError):
                 connection.sendall(b"* %d EXISTS\r\n" % count)
+
+    def recreate_folder(self, folder: str, uid_validity: int) -> None:
+        """Replace ``folder`` by an empty one with ``uid_validity``; sessions are not told."""
+        assert self.folders is not None, "start the server with folders=..."
+        with self._lock:
+            self.folders[folder] = FakeFolder(uid_validity)
 
     def login_times(self) -> list[float]:
         """``time.monotonic()`` of every LOGIN received so far, in order."""
@@ -224,11 +243,27 @@ class FakeImapServer:
                         self._idling[connection] = selected
             if self.folders is not None and command in ("EXAMINE", "SELECT", "UID"):
                 reply, selected = self._mailbox_reply(tag, command, words[2:], selected)
+                if command != "UID" and selected is not None:
+                    with self._lock:
+                        self._told[connection] = len(self.folders[selected].messages)
                 connection.sendall(reply)
                 continue
             connection.sendall(self._table.get(command, _unknown)(tag))
             if command in ("LOGOUT", self._drop_after):
                 return
+            if command == "IDLE" and self.folders is not None and selected is not None:
+                self._tell_count(connection, selected)
+
+    def _tell_count(self, connection: socket.socket, folder: str) -> None:
+        """At IDLE, as real servers do: EXISTS for a count the session was not told yet
+        (mail added while it was busy), unless the folder is empty."""
+        with self._lock:
+            assert self.folders is not None
+            count = len(self.folders[folder].messages)
+            if not count or self._told.get(connection) == count:
+                return
+            self._told[connection] = count
+        connection.sendall(b"* %d EXISTS\r\n" % count)
 
     def _mailbox_reply(
         self, tag: bytes, command: str, args: list[bytes], selected: str | None

@@ -101,3 +101,12 @@ def make_self_signed_cert(directory: Path, *, common_name: str = "localhost") ->
     key_file.chmod(0o600)
     logger.debug("made self-signed certificate %s", cert_file)
     return CertPair(cert_file=cert_file, key_file=key_file)
+
+
+def ensure_self_signed_cert(directory: Path) -> CertPair:
+    """``directory``'s ``cert.pem`` and ``key.pem``, made first if missing (kept across
+    restarts, so clients that trusted the certificate keep trusting it)."""
+    pair = CertPair(cert_file=directory / "cert.pem", key_file=directory / "key.pem")
+    if pair.cert_file.exists() and pair.key_file.exists():
+        return pair
+    return make_self_signed_cert(directory)

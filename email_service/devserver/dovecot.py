@@ -49,10 +49,10 @@ from email_service.devserver.process import (
     output_of,
     pick_free_ports,
     raise_nofile_limit,
-    read_greeting,
     session_members,
     tail_lines,
 )
+from email_service.devserver.process import wait_for_greeting as wait_for_server_greeting
 from email_service.devserver.workdir import (
     PreparedWorkdir,
     make_base_dir,
@@ -90,9 +90,6 @@ CHILDREN_EXIT_TIMEOUT_S = 5.0
 
 #: Interval between checks while waiting for a greeting, a password or processes to exit.
 POLL_INTERVAL_S = 0.02
-
-#: Bound for one greeting probe during startup.
-GREETING_TIMEOUT_S = 1.0
 
 #: How long add_user() waits for Dovecot to accept a new password; it re-reads the
 #: passwd-file on a lookup after its size or mtime changed (within about a second).
@@ -380,28 +377,14 @@ def _launch(
 
 def wait_for_greeting(server: DovecotServer, timeout_s: float) -> None:
     """Return once the IMAP port answers ``* OK``; DevServerError with the log otherwise."""
-    deadline = time.monotonic() + timeout_s
-    last_error = "no answer yet"
-    while True:
-        code = server.process.poll()
-        if code is not None:
-            raise DevServerError(
-                f"Dovecot exited with code {code} during startup\n{server.log_tail()}"
-            )
-        try:
-            greeting = read_greeting(server.host, server.imap_port, GREETING_TIMEOUT_S)
-        except OSError as exc:
-            last_error = str(exc)
-        else:
-            if greeting.startswith(b"* OK"):
-                return
-            last_error = f"unexpected greeting {greeting[:200]!r}"
-        if time.monotonic() > deadline:
-            raise DevServerError(
-                f"Dovecot did not greet on {server.host}:{server.imap_port} within "
-                f"{timeout_s:g} s ({last_error})\n{server.log_tail()}"
-            )
-        time.sleep(POLL_INTERVAL_S)
+    wait_for_server_greeting(
+        server.process,
+        server.host,
+        server.imap_port,
+        timeout_s,
+        name="Dovecot",
+        log_tail=server.log_tail,
+    )
 
 
 def start_dovecot(

@@ -11,6 +11,8 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from email_service.devserver.errors import DevServerError
@@ -105,13 +107,15 @@ def _can_apt_install() -> bool:
     )
 
 
-def _run_apt(*args: str) -> None:
-    command = ["apt-get", "-o", f"DPkg::Lock::Timeout={APT_LOCK_TIMEOUT_S}", *args]
+def run_package_tool(command: list[str], *, hint: str, cwd: Path | None = None) -> str:
+    """Run apt-get, apt-cache or dpkg-deb non-interactively; its stdout, or DevServerError
+    with the end of its stderr and ``hint``."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     logger.info("running %s", " ".join(command))
     try:
         result = subprocess.run(
             command,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -119,12 +123,23 @@ def _run_apt(*args: str) -> None:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DevServerError(f"`{' '.join(command)}` failed: {exc}; {INSTALL_HINT}") from exc
+        raise DevServerError(f"`{' '.join(command)}` failed: {exc}; {hint}") from exc
     if result.returncode != 0:
         tail = result.stderr.decode(errors="replace").strip()[-2000:]
         raise DevServerError(
-            f"`{' '.join(command)}` exited with {result.returncode}: {tail}; {INSTALL_HINT}"
+            f"`{' '.join(command)}` exited with {result.returncode}: {tail}; {hint}"
         )
+    return result.stdout.decode(errors="replace")
+
+
+def apt_get(*args: str, hint: str, cwd: Path | None = None) -> str:
+    """``apt-get ARGS``, waiting for another apt or dpkg to finish first."""
+    command = ["apt-get", "-o", f"DPkg::Lock::Timeout={APT_LOCK_TIMEOUT_S}", *args]
+    return run_package_tool(command, hint=hint, cwd=cwd)
+
+
+def _run_apt(*args: str) -> None:
+    apt_get(*args, hint=INSTALL_HINT)
 
 
 def _create_policy_rc_d() -> bool:
@@ -139,6 +154,17 @@ def _create_policy_rc_d() -> bool:
     return True
 
 
+@contextmanager
+def services_forbidden() -> Iterator[None]:
+    """While inside, package installs start no service (our policy-rc.d, removed after)."""
+    created = _create_policy_rc_d()
+    try:
+        yield
+    finally:
+        if created:
+            POLICY_RC_D.unlink(missing_ok=True)
+
+
 def ensure_dovecot_installed() -> Path:
     """The ``dovecot`` binary, installing the Debian packages first when needed and possible.
 
@@ -150,13 +176,9 @@ def ensure_dovecot_installed() -> Path:
         return binary
     if not _can_apt_install():
         raise DevServerError(f"Dovecot (dovecot, doveadm, imap, lmtp) is missing: {INSTALL_HINT}")
-    created = _create_policy_rc_d()
-    try:
+    with services_forbidden():
         _run_apt("update")
         _run_apt("install", "-y", "--no-install-recommends", *DEBIAN_PACKAGES)
-    finally:
-        if created:
-            POLICY_RC_D.unlink(missing_ok=True)
     binary = _installed()
     if binary is None:
         raise DevServerError(

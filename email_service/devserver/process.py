@@ -7,8 +7,11 @@ import logging
 import resource
 import socket
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from email_service.devserver.errors import DevServerError
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +115,41 @@ def inotify_instance_limit() -> int | None:
         return int(INOTIFY_INSTANCES_PATH.read_text())
     except (OSError, ValueError):
         return None
+
+
+#: Bound for one greeting probe while a server starts, and the pause between probes.
+GREETING_PROBE_TIMEOUT_S = 1.0
+GREETING_POLL_S = 0.02
+
+
+def wait_for_greeting(
+    process: subprocess.Popen[bytes],
+    host: str,
+    port: int,
+    timeout_s: float,
+    *,
+    name: str,
+    log_tail: Callable[[], str],
+) -> None:
+    """Return once ``host:port`` answers ``* OK``; DevServerError with ``log_tail()`` when
+    ``process`` exits first or nothing greets within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last_error = "no answer yet"
+    while True:
+        code = process.poll()
+        if code is not None:
+            raise DevServerError(f"{name} exited with code {code} during startup\n{log_tail()}")
+        try:
+            greeting = read_greeting(host, port, GREETING_PROBE_TIMEOUT_S)
+        except OSError as exc:
+            last_error = str(exc)
+        else:
+            if greeting.startswith(b"* OK"):
+                return
+            last_error = f"unexpected greeting {greeting[:200]!r}"
+        if time.monotonic() > deadline:
+            raise DevServerError(
+                f"{name} did not greet on {host}:{port} within {timeout_s:g} s "
+                f"({last_error})\n{log_tail()}"
+            )
+        time.sleep(GREETING_POLL_S)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from email_service.devserver.certs import make_self_signed_cert
+from email_service.devserver.certs import ensure_self_signed_cert
 from email_service.devserver.config import Accounts, render_oauth2_args
 from email_service.devserver.passwd import save_user, share_with_auth
 
@@ -63,11 +63,8 @@ def prepare_workdir(
     oauth2_introspection_url: str | None,
 ) -> PreparedWorkdir:
     """Certificate (kept across restarts), passwd-file, mail home, state dir, oauth2 args."""
-    tls_dir = workdir / "tls"
-    cert_file, key_file = tls_dir / "cert.pem", tls_dir / "key.pem"
-    if not (cert_file.exists() and key_file.exists()):
-        pair = make_self_signed_cert(tls_dir)
-        cert_file, key_file = pair.cert_file, pair.key_file
+    pair = ensure_self_signed_cert(workdir / "tls")
+    cert_file, key_file = pair.cert_file, pair.key_file
 
     users_file = workdir / "users"
     if not users_file.exists():

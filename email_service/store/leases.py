@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, delete, func, or_, select, update
 
+from email_service.model import REAUTH_REQUIRED
 from email_service.store.dbclock import db_now, db_now_plus_ms
 from email_service.store.engine import transaction
 from email_service.store.schema import (
@@ -85,7 +86,8 @@ class LeaseStore:
     # -- leases ---------------------------------------------------------------------------
 
     def list_leases(self) -> list[LeaseView]:
-        """Lease state of every active, unpaused provider."""
+        """Lease state of every provider a worker should run: active, not paused and not
+        parked for re-authorisation (the same filter as ``load_active_providers``)."""
         free = or_(
             _config.c.lease_owner.is_(None),
             _config.c.lease_expires_at.is_(None),
@@ -106,7 +108,11 @@ class LeaseStore:
                     email_providers.c.tenant == _config.c.tenant,
                 ),
             )
-            .where(email_providers.c.is_active.is_(True), email_providers.c.is_paused.is_(False))
+            .where(
+                email_providers.c.is_active.is_(True),
+                email_providers.c.is_paused.is_(False),
+                email_providers.c.status != REAUTH_REQUIRED,
+            )
         )
         with transaction(self._engine) as connection:
             return [

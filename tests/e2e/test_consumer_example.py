@@ -5,6 +5,7 @@ skip a duplicate."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -126,3 +127,37 @@ def test_consumer_acks_reclaims_dead_letters_and_dedupes(
     stats = consumer.consume_round(redis_client, config, handle)
     assert stats.duplicates == 1 and stats.handled == []
     assert sorted(handled) == ["last", "stuck"]
+
+
+def test_the_example_keeps_reading_an_idle_stream_longer_than_its_block_time(
+    consumer: ModuleType, redis_client: redis.Redis[bytes], stream: str, redis_url: str
+) -> None:
+    """Run as product developers copy it (its defaults, redis-py's default client settings):
+    an idle stream for longer than the XREADGROUP block must not kill it, and an event that
+    arrives afterwards is handled."""
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLE), "--redis-url", redis_url, "--stream", stream],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    try:
+        wait_for(
+            lambda: redis_client.exists(stream) or process.poll() is not None,
+            timeout_s=10,
+            what="the consumer group created",
+        )
+        # Three blocks: a block that ends just as the socket times out can win the race once.
+        idle_s = 3 * consumer.ConsumerConfig.block_ms / 1000 + 1
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=idle_s)  # the process must still be running after this
+        event = {"event_id": "idle-then-one", "payload_json": json.dumps({"emailData": {}})}
+        redis_client.xadd(stream, event)
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("idle-then-one")
+    finally:
+        process.kill()
+        _out, err = process.communicate(timeout=10)
+    assert "Traceback" not in err, err

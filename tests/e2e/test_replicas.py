@@ -46,14 +46,24 @@ def fleet(environ: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerProces
             worker.kill()
 
 
-def add_providers(engine: Engine, environ: dict[str, str], dovecot: DovecotServer) -> list[str]:
+def add_providers(
+    engine: Engine,
+    environ: dict[str, str],
+    dovecot: DovecotServer,
+    tenants: list[str] | None = None,
+    count: int = PROVIDERS,
+) -> list[str]:
+    """``count`` providers on Dovecot users of their own, spread over ``tenants``."""
+    tenants = tenants or [
+        str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n}")) for n in range(TENANTS)
+    ]
     providers = ProviderStore(engine)
     secrets = SecretStore(engine, SecretBox((environ["EMAIL_SERVICE_SECRET_KEYS"],)))
     users = []
-    for n in range(PROVIDERS):
+    for n in range(count):
         user, password = unique("user"), unique("pw")
         dovecot.add_user(user, password)
-        tenant = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n % TENANTS}"))
+        tenant = tenants[n % len(tenants)]
         provider_id = providers.add_provider(
             NewProvider(
                 tenant=tenant,
@@ -160,3 +170,49 @@ def test_workers_share_providers_evenly_and_take_over_after_sigkill(
             ).scalar()
             == 0
         ), "leases must be released on shutdown"
+
+
+def test_two_replicas_with_three_providers_both_hold_some_and_stay_put(
+    environ: dict[str, str],
+    engine: Engine,
+    dovecot: DovecotServer,
+    tenant: str,
+    fleet: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    """The first worker takes all three; the second joins and gets one (not none: the first
+    is within target 2 + slack 1), and the counts then stay as they are."""
+    env = {
+        **environ,
+        "IMAP_LEASE_TTL_MS": str(LEASE_TTL_MS),
+        "IMAP_PROVIDER_REFRESH_MS": str(REFRESH_MS),
+        "EMAIL_SERVICE_LOG_LEVEL": "warning",
+    }
+    add_providers(engine, environ, dovecot, tenants=[tenant], count=3)
+
+    def shares() -> Counter[str] | None:
+        owners = holders(engine)
+        if len(owners) != 3 or any(owner is None for owner in owners.values()):
+            return None
+        return Counter(owner for owner in owners.values() if owner)
+
+    fleet.append(WorkerProcess(env, tmp_path / "worker-0.log"))
+    wait_for(lambda: (s := shares()) and list(s.values()) == [3], timeout_s=30, what="3 on one")
+    fleet.append(WorkerProcess(env, tmp_path / "worker-1.log"))
+    spread = wait_for(
+        lambda: (s := shares()) and sorted(s.values()) == [1, 2] and s,
+        timeout_s=30,
+        what="the second worker holding one of the three",
+    )
+    fences = lease_fences(engine)
+    time.sleep(4 * REFRESH_MS / 1000)  # an observation window of several refreshes
+    assert shares() == spread, "leases moved between workers after they were spread"
+    assert lease_fences(engine) == fences, "a lease was given back and taken again"
+
+
+def lease_fences(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT email_provider_id, lease_fence FROM imap_email_provider_config")
+        ).fetchall()
+    return {row[0]: row[1] for row in rows}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from email_service.devserver.dovecot import DovecotServer
+from email_service.devserver.mailserver import MailServer
 from email_service.model import FolderKey, ImapEndpoint, NewProvider, ProviderConfig, Security
 from email_service.settings import Settings
 from email_service.worker import Supervisor, WorkerParts
@@ -23,7 +23,7 @@ class InProcessWorker:
     def add_provider(
         self,
         tenant: str,
-        dovecot: DovecotServer,
+        server: MailServer,
         username: str,
         password: str,
         *,
@@ -34,12 +34,12 @@ class InProcessWorker:
         port: int | None = None,
     ) -> ProviderConfig:
         if port is None:
-            port = dovecot.imaps_port if security is Security.TLS else dovecot.imap_port
+            port = server.imaps_port if security is Security.TLS else server.imap_port
         endpoint = ImapEndpoint(
             host=host,
             port=port,
             security=security,
-            tls_ca_file=str(dovecot.ca_file) if ca_file == "default" else ca_file,
+            tls_ca_file=str(server.ca_file) if ca_file == "default" else ca_file,
         )
         provider_id = self.parts.providers.add_provider(
             NewProvider(
@@ -52,6 +52,23 @@ class InProcessWorker:
             )
         )
         self.parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", password)
+        return self.parts.providers.find_provider(provider_id, tenant)
+
+    def add_fake_provider(
+        self, tenant: str, port: int, folders: Sequence[str] = ("INBOX",)
+    ) -> ProviderConfig:
+        """A provider on the scriptable fake server (``tests/fake_imap.py``), any password."""
+        provider_id = self.parts.providers.add_provider(
+            NewProvider(
+                tenant=tenant,
+                name="Fake",
+                mailbox="support@example.com",
+                endpoint=ImapEndpoint("127.0.0.1", port, Security.NONE),
+                username="support@example.com",
+                folders=tuple(folders),
+            )
+        )
+        self.parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", "any")
         return self.parts.providers.find_provider(provider_id, tenant)
 
     def start(self) -> None:

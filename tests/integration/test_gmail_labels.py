@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import redis
 
-from email_service.model import ImapEndpoint, NewProvider, ProviderConfig, Security
 from email_service.redis_keys import gmail_message_key, provider_stats_key
 from tests.fake_imap import FakeFolder, FakeImapServer, FakeMessage
 from tests.helpers import make_message, stream_events, subjects, wait_for
@@ -20,21 +19,6 @@ pytestmark = pytest.mark.integration
 
 GMAIL = ("IMAP4rev1", "IDLE", "X-GM-EXT-1")
 PLAIN_IMAP = ("IMAP4rev1", "IDLE")
-
-
-def add_fake_provider(worker: InProcessWorker, tenant: str, port: int) -> ProviderConfig:
-    provider_id = worker.parts.providers.add_provider(
-        NewProvider(
-            tenant=tenant,
-            name="Gmail",
-            mailbox="support@example.com",
-            endpoint=ImapEndpoint("127.0.0.1", port, Security.NONE),
-            username="support@example.com",
-            folders=("INBOX", "Support"),
-        )
-    )
-    worker.parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", "any")
-    return worker.parts.providers.find_provider(provider_id, tenant)
 
 
 def copies_of(client: redis.Redis[bytes], tenant: str, provider_id: str, msgid: int) -> set[str]:
@@ -64,7 +48,7 @@ def test_a_message_in_several_label_folders(
         ),
     }
     with FakeImapServer.start(folders=folders, capabilities=capabilities) as server:
-        provider = add_fake_provider(worker, tenant, server.port)
+        provider = worker.add_fake_provider(tenant, server.port, ("INBOX", "Support"))
         worker.start()
         wait_for(
             lambda: (

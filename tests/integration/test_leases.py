@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from email_service.errors import LeaseLost
-from email_service.model import FolderCursor, FolderKey, ImapEndpoint, NewProvider, Security
+from email_service.model import (
+    REAUTH_REQUIRED,
+    FolderCursor,
+    FolderKey,
+    ImapEndpoint,
+    NewProvider,
+    Security,
+)
 from email_service.store.cursors import CursorStore
 from email_service.store.leases import LeaseStore
 from email_service.store.providers import ProviderStore
+from email_service.store.schema import email_providers
 from tests.helpers import TENANT_A
 
 pytestmark = pytest.mark.integration
@@ -83,3 +92,23 @@ def test_list_leases_shows_free_and_held(engine: Engine) -> None:
     views = {(v.tenant, v.provider_id): v for v in leases.list_leases()}
     assert views[held].owner == "w1" and not views[held].free
     assert views[free].owner is None and views[free].free
+
+
+def test_a_provider_parked_for_reauthorisation_is_not_offered_for_a_lease(
+    engine: Engine,
+) -> None:
+    """``list_leases`` filters like ``load_active_providers``: a parked provider is neither
+    taken (and dropped again, every refresh) nor counted in the fair share."""
+    leases = LeaseStore(engine)
+    tenant = str(uuid.uuid4())
+    active, parked = add(engine, tenant), add(engine, tenant)
+    with engine.begin() as connection:
+        connection.execute(
+            update(email_providers)
+            .where(email_providers.c.id == parked[1], email_providers.c.tenant == tenant)
+            .values(status=REAUTH_REQUIRED)
+        )
+    listed = [(v.tenant, v.provider_id) for v in leases.list_leases() if v.tenant == tenant]
+    assert listed == [active]
+    loaded = [(p.tenant, p.id) for p in ProviderStore(engine).load_active_providers()]
+    assert [ref for ref in loaded if ref[0] == tenant] == listed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
+import threading
 from typing import Any
 
 import imapclient
@@ -14,6 +16,7 @@ from email_service.events import event_id_for
 from email_service.model import FolderKey, Security
 from email_service.settings import Settings
 from tests.conftest import MailUser
+from tests.fake_imap import FakeImapServer
 from tests.helpers import make_message, stream_events, subjects, wait_for, wait_for_stream_entries
 from tests.integration.service import InProcessWorker
 
@@ -254,3 +257,67 @@ def test_mail_arriving_while_the_listener_returns_to_idle_is_not_missed(
         dovecot.deliver(mail_user.name, make_message(f"back to back {n}"))
         wait_for_stream_entries(redis_client, stream, n + 1, timeout_s=5)
     assert subjects(stream_events(redis_client, stream)) == [f"back to back {n}" for n in range(15)]
+
+
+def test_the_servers_bye_text_is_the_recorded_reason(
+    worker: InProcessWorker,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    tenant: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Kicked while in IDLE, Dovecot says ``* BYE Server shutting down.`` and hangs up: that
+    text reaches the log and the provider row (not the DONE that could not be sent)."""
+    caplog.set_level(logging.INFO, logger="email_service")
+    provider = worker.add_provider(tenant, dovecot, mail_user.name, mail_user.password)
+    worker.start()
+    wait_for(lambda: worker.listener_states() == ["idle"], timeout_s=10, what="IDLE")
+    dovecot.doveadm("kick", mail_user.name)
+    row = wait_for(
+        lambda: (r := provider_row(worker, provider.id, tenant))["status"] == "error" and r,
+        timeout_s=10,
+        what="the disconnect recorded",
+    )
+    assert "Server shutting down" in row["error_message"], row
+    assert any("Server shutting down" in r.getMessage() for r in caplog.records)
+    wait_for(
+        lambda: provider_row(worker, provider.id, tenant)["status"] == "connected",
+        timeout_s=10,
+        what="reconnected",
+    )
+
+
+def test_a_requested_stop_is_no_warning_and_no_error(
+    worker: InProcessWorker,
+    dovecot: DovecotServer,
+    tenant: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stop cuts the connection, also in the middle of a command (here a UID SEARCH the
+    server never answers): that is how the stop is seen at once, not a transient error to
+    warn about or to show on the provider row."""
+    searching = threading.Event()
+
+    def never_answer(tag: bytes) -> bytes:
+        searching.set()
+        return b""
+
+    with FakeImapServer.start({"UID": never_answer}) as server:
+        provider = worker.add_provider(
+            tenant,
+            dovecot,
+            "someone",
+            "secret",
+            host="127.0.0.1",
+            port=server.port,
+            security=Security.NONE,
+            ca_file=None,
+        )
+        worker.start()
+        wait_for(searching.is_set, timeout_s=10, what="the UID SEARCH sent")
+        caplog.set_level(logging.INFO, logger="email_service")
+        worker.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == []
+    row = provider_row(worker, provider.id, tenant)
+    assert row["status"] != "error" and row["last_error"] is None, row

@@ -114,3 +114,20 @@ def test_quick_sizes_and_subset_from_the_command_line() -> None:
 def test_unknown_measurement_is_refused() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--only", "latency,speed"])
+
+
+def test_commands_and_the_bare_exists_time_are_reported() -> None:
+    results = {
+        "latency": {**RESULTS["latency"], "server": "cyrus"},
+        "commands": {
+            "server": "cyrus",
+            "service": {"uid_search": {"n": 50, "p50_ms": 44.9, "p99_ms": 48.0, "max_ms": 49.0}},
+            "baseline": {"uid_search": {"n": 50, "p50_ms": 0.4, "p99_ms": 0.9, "max_ms": 1.0}},
+        },
+    }
+    results["latency"]["bare_exists"] = {"n": 200, "p50_ms": 0.8, "p99_ms": 1.5, "max_ms": 2.0}
+    table = {row.measurement: row for row in rows(results)}
+    latency = table["push latency, 1 folder on cyrus p50 / p99 / max (ms, n=200)"]
+    assert "EXISTS alone 0.8 / 1.5" in latency.baseline
+    search = table["catch-up command uid_search on cyrus p50 / p99 (ms, n=50)"]
+    assert search.met is False and "TCP_NODELAY" in search.baseline

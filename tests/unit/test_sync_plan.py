@@ -5,17 +5,42 @@ from email_service.sync_plan import CatchUp, Rebaseline, plan_baseline, plan_syn
 
 
 @pytest.mark.parametrize(
-    ("cursor", "uid_validity", "expected"),
+    ("cursor", "uid_validity", "uid_next", "expected"),
     [
-        (None, 7, Rebaseline("no cursor yet")),
-        (FolderCursor(7, 42), 7, CatchUp(42)),
-        (FolderCursor(7, 42), 8, Rebaseline("UIDVALIDITY changed from 7 to 8")),
-        (FolderCursor(7, 0), 7, CatchUp(0)),
+        (None, 7, None, Rebaseline("no cursor yet")),
+        (FolderCursor(7, 42), 7, 43, CatchUp(42)),
+        (FolderCursor(7, 42), 7, None, CatchUp(42)),
+        (FolderCursor(7, 42), 8, 43, Rebaseline("UIDVALIDITY changed from 7 to 8")),
+        (FolderCursor(7, 0), 7, 1, CatchUp(0)),
+        (FolderCursor(7, 119), 7, 120, CatchUp(119)),
+        (
+            FolderCursor(7, 14),
+            7,
+            2,
+            Rebaseline("UIDNEXT 2 is not above the cursor's uid 14 at the same UIDVALIDITY 7"),
+        ),
+        (
+            FolderCursor(7, 5),
+            7,
+            5,
+            Rebaseline("UIDNEXT 5 is not above the cursor's uid 5 at the same UIDVALIDITY 7"),
+        ),
     ],
-    ids=["new-folder", "same-uidvalidity", "uidvalidity-changed", "empty-cursor"],
+    ids=[
+        "new-folder",
+        "same-uidvalidity",
+        "no-uidnext",
+        "uidvalidity-changed",
+        "empty-cursor",
+        "baseline-of-an-empty-folder",
+        "uids-started-again",
+        "uidnext-at-the-cursor",
+    ],
 )
-def test_plan_sync(cursor: FolderCursor | None, uid_validity: int, expected: object) -> None:
-    assert plan_sync(cursor, uid_validity) == expected
+def test_plan_sync(
+    cursor: FolderCursor | None, uid_validity: int, uid_next: int | None, expected: object
+) -> None:
+    assert plan_sync(cursor, uid_validity, uid_next) == expected
 
 
 @pytest.mark.parametrize(
