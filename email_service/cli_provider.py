@@ -251,6 +251,7 @@ def test_provider(provider: ProviderConfig, secrets: SecretStore, settings: Sett
                 timeout_s=settings.connection_timeout_ms / 1000,
                 keepalive=True,
                 verify_tls=settings.tls_reject_unauthorized,
+                allow_private_hosts=settings.allow_private_hosts,
             ),
         )
     except EmailServiceError as exc:
