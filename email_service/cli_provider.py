@@ -24,7 +24,7 @@ from email_service.store.engine import make_engine
 from email_service.store.migrate import upgrade_database
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
-from providers.presets import PROVIDER_TYPES, preset_for
+from providers.presets import APP_CREDENTIAL_TYPES, PROVIDER_TYPES, preset_for
 
 
 def add_commands(commands: Any) -> None:
@@ -205,6 +205,14 @@ def _add_oauth(
         client_secret = environ.get(args.client_secret_env)
         if not client_secret:
             raise InvalidSettings(f"--client-secret-env {args.client_secret_env}: not set")
+    own_endpoint = args.authorize_url or args.token_url
+    own_client = args.client_id and client_secret
+    if args.kind in APP_CREDENTIAL_TYPES and own_endpoint and not own_client:
+        raise InvalidSettings(
+            f"--type {args.kind} with --authorize-url or --token-url: give --client-id and "
+            "--client-secret-env too (the operator's app credentials go only to the preset's "
+            "own endpoints)"
+        )
     new = NewProvider(
         tenant=args.tenant,
         name=args.name,

@@ -26,7 +26,7 @@ from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens
 from tests.helpers import unique
 from tests.integration.api_harness import ApiHarness, api_environ
 from tests.integration.service import InProcessWorker
-from tests.oauth_server import OAuthTestServer
+from tests.oauth_server import OAuthTestServer, ServerLog
 
 STATE_SECRET = "state-secret-for-the-oauth-tests-0123456789"
 REDIRECT_URI = "https://ui.example.com/oauth/done"
@@ -50,6 +50,9 @@ def oauth_server(oauth_server_instance: OAuthTestServer) -> OAuthTestServer:
     server.fail_token_status = None
     server.token_latency_s = 0.0
     server.token_stall_s = 0.0
+    server.token_reply = None
+    server.token_redirect = False
+    server.log = ServerLog()
     return server
 
 

@@ -128,6 +128,8 @@ def test_an_oauth_token_url_must_be_https_and_public_unless_private_hosts_are_al
             "providerType": "microsoft",
             "host": "93.184.216.34",  # a public literal: no DNS in tests
             "authType": "oauth2",
+            "oauthClientId": "own-client",  # an own token URL needs an own client
+            "oauthClientSecret": "own-client-secret",
         }
         for url, problem in (
             ("http://login.example.com/token", "expected an https URL"),
