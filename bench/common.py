@@ -35,6 +35,8 @@ ADMIN_URL = os.environ.get("BENCH_DATABASE_ADMIN_URL", "postgresql://postgres@12
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 #: Password of every Dovecot user the benchmarks create (throwaway servers).
 PASSWORD = "pw"  # noqa: S105
+#: Tenant of the benchmarks' single-tenant providers: tenant ids are UUIDs.
+BENCH_TENANT = str(uuid.uuid5(uuid.NAMESPACE_URL, "email-service/bench"))
 #: Folders per Dovecot user (INBOX and four more), so one user fills the default per-account
 #: budget of five IDLE connections.
 FOLDERS_PER_USER = 5
@@ -159,7 +161,7 @@ def add_providers(
             for folder in folders:
                 if folder != "INBOX":
                     dovecot.create_folder(user, folder)
-            tenant = f"tenant-{n % tenants}"
+            tenant = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n % tenants}"))
             provider_id = providers.add_provider(
                 NewProvider(
                     tenant=tenant,

@@ -39,6 +39,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    BENCH_TENANT,
     ROOT,
     WorkerProcess,
     add_providers,
@@ -157,7 +158,7 @@ def reconnect_rate(window_s: float) -> list[float]:
                 "provider",
                 "add",
                 "--tenant",
-                "t",
+                BENCH_TENANT,
                 "--name",
                 "n",
                 "--mailbox",

@@ -35,6 +35,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    BENCH_TENANT,
     PASSWORD,
     ROOT,
     WorkerProcess,
@@ -104,7 +105,7 @@ def add_provider(env: dict[str, str], dovecot: DovecotServer, user: str) -> None
             "provider",
             "add",
             "--tenant",
-            "bench",
+            BENCH_TENANT,
             "--name",
             "bench",
             "--mailbox",

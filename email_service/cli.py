@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from email_service import cli_dlq, cli_provider, demo, tail
+from email_service.contract.formats import tenant_id_problem
 from email_service.errors import EmailServiceError, InvalidSettings
 from email_service.logs import configure_logging
 from email_service.oauth_flows import OAuthFlowStore
@@ -20,6 +21,7 @@ from email_service.secretbox import SecretBox, generate_key
 from email_service.settings import Settings
 from email_service.store.engine import make_engine
 from email_service.store.migrate import upgrade_database
+from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
 
 logger = logging.getLogger(__name__)
@@ -53,9 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="print an HS256 API token for a tenant, signed with EMAIL_SERVICE_API_JWT_SECRET "
         "(for development and curl)",
     )
-    token.add_argument("--tenant", required=True)
+    token.add_argument(
+        "--tenant", required=True, type=cli_provider.tenant_id_arg, help="tenant id (a UUID)"
+    )
     token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds (3600)")
 
+    commands.add_parser(
+        "check",
+        help="report stored rows the product's consumer would refuse (tenant ids that are not "
+        "UUIDs); exits 1 when there are any",
+    )
     keys = commands.add_parser("keys", help="secret keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"
     )
@@ -72,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env(environ, default_worker_id=f"{os.uname().nodename}-{os.getpid()}")
-    quiet = args.command in {"provider", "events", "keys", "api-token", "dlq"} or (
+    quiet = args.command in {"provider", "events", "keys", "api-token", "dlq", "check"} or (
         args.command == "demo" and "EMAIL_SERVICE_LOG_LEVEL" not in environ
     )
     configure_logging(
@@ -110,6 +119,8 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
                 print(generate_key())
                 return 0
             return rotate_keys(settings)
+        case "check":
+            return _check(settings)
         case "provider":
             return cli_provider.run(args, settings, environ)
         case "events":
@@ -146,6 +157,19 @@ def rotate_keys(settings: Settings) -> int:
             "callbacks will be refused; the users start those flows again"
         )
     return 0
+
+
+def _check(settings: Settings) -> int:
+    providers = ProviderStore(make_engine(settings.database_url)).list_providers()
+    refused = [p for p in providers if tenant_id_problem(p.tenant) is not None]
+    for provider in refused:
+        print(
+            f"provider {provider.id}: tenant {provider.tenant[:80]!r} is not a UUID; the worker "
+            "does not monitor it (its events would be dropped by the consumer). Move the "
+            "provider to the tenant's UUID."
+        )
+    print(f"{len(providers)} providers checked, {len(refused)} with a tenant id that is not a UUID")
+    return 1 if refused else 0
 
 
 def main() -> None:

@@ -1,4 +1,8 @@
-"""``email-service dlq list | show | replay | delete``: the dead-letter stream (shell)."""
+"""``email-service dlq list | show | replay | delete | move``: our dead-letter stream (shell).
+
+Every action touches only dead letters of ours (``producer = email-service``): never the
+consumer's own entries, even in a stream shared by mistake.
+"""
 
 from __future__ import annotations
 
@@ -53,6 +57,16 @@ def add_command(commands: Any) -> None:
     delete = actions.add_parser("delete", help="remove a dead letter without replaying it")
     delete.add_argument("entry_id")
 
+    move = actions.add_parser(
+        "move",
+        help="move dead letters of ours from an old stream (by default <event stream>:dlq, "
+        "the consumer's, where earlier versions wrote them) to EMAIL_SERVICE_DLQ_STREAM; "
+        "the consumer's own entries there are left alone",
+    )
+    move.add_argument(
+        "--from", dest="source", default=None, help="the old stream (default <event stream>:dlq)"
+    )
+
 
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenant", default=None, help="only this tenant's")
@@ -77,6 +91,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     return 0
                 print(f"{args.entry_id}: no such dead letter")
                 return 1
+            case "move":
+                source = args.source or f"{settings.event_stream}:dlq"
+                moved = queue.move_from(source)
+                print(f"moved {moved} dead letters of ours from {source} to {settings.dlq_stream}")
+                return 0
     raise AssertionError(args.dlq_command)  # pragma: no cover
 
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from email_service.contract.formats import tenant_id_problem
 from email_service.errors import EmailServiceError, InvalidSettings
 from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogin
 from email_service.model import (
@@ -27,12 +28,20 @@ from email_service.store.secrets import SecretStore
 from providers.presets import APP_CREDENTIAL_TYPES, PROVIDER_TYPES, preset_for
 
 
+def tenant_id_arg(value: str) -> str:
+    """An argparse type: the value when it is a tenant id (a UUID), else a clear error."""
+    problem = tenant_id_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
 def add_commands(commands: Any) -> None:
     provider = commands.add_parser("provider", help="manage mailbox providers")
     actions = provider.add_subparsers(dest="provider_command", required=True, metavar="ACTION")
 
     add = actions.add_parser("add", help="add an IMAP mailbox; prints the new provider id")
-    add.add_argument("--tenant", required=True)
+    add.add_argument("--tenant", required=True, type=tenant_id_arg, help="tenant id (a UUID)")
     add.add_argument("--name", required=True, help="display name")
     add.add_argument("--mailbox", required=True, help="the mailbox address")
     add.add_argument("--host", required=True)
@@ -59,7 +68,7 @@ def add_commands(commands: Any) -> None:
         help="add a mailbox that logs in with OAuth2 (Gmail, Microsoft 365, or any server); "
         "prints the id to connect through POST /api/email/oauth/imap/initiate",
     )
-    oauth.add_argument("--tenant", required=True)
+    oauth.add_argument("--tenant", required=True, type=tenant_id_arg, help="tenant id (a UUID)")
     oauth.add_argument("--name", required=True, help="display name")
     oauth.add_argument("--mailbox", required=True, help="the mailbox address (also the login)")
     oauth.add_argument("--type", required=True, choices=list(PROVIDER_TYPES), dest="kind")

@@ -39,6 +39,9 @@ from email_service.worker import Supervisor, WorkerParts
 
 logger = logging.getLogger(__name__)
 
+#: The demo's tenant: tenant ids are UUIDs (the product's consumer refuses any other), and
+#: this one is uuid5 of a name, so every demo run uses the same.
+DEMO_TENANT = "89f41ba3-661f-5c9a-9e3c-aaec1c53f030"
 #: The demo mailbox on the throwaway Dovecot.
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - a throwaway local test account
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
             endpoint = ImapEndpoint(
                 "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
             )
-            username, password, mailbox = DEMO_USER, DEMO_PASSWORD, f"{DEMO_USER}@localhost"
+            username, password, mailbox = DEMO_USER, DEMO_PASSWORD, f"{DEMO_USER}@support.example"
 
             def deliver(raw: bytes) -> None:
                 dovecot.deliver(DEMO_USER, raw)
@@ -101,15 +104,15 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
 
         provider_id = parts.providers.add_provider(
             NewProvider(
-                tenant="demo-tenant",
+                tenant=DEMO_TENANT,
                 name="Demo support mailbox",
                 mailbox=mailbox,
                 endpoint=endpoint,
                 username=username,
             )
         )
-        parts.secrets.save_secret("demo-tenant", f"imap_password_{provider_id}", password)
-        say(f"==> provider {provider_id} (tenant demo-tenant) watches INBOX of {mailbox}")
+        parts.secrets.save_secret(DEMO_TENANT, f"imap_password_{provider_id}", password)
+        say(f"==> provider {provider_id} (tenant {DEMO_TENANT}) watches INBOX of {mailbox}")
 
         supervisor = Supervisor(parts)
         thread = threading.Thread(target=supervisor.run, name="supervisor", daemon=True)

@@ -9,6 +9,10 @@ while the folder's UIDVALIDITY is the one in the entry (after a change the UID n
 message, or none, and the replay says so instead of guessing).
 
 A replay that still fails (the cause is not fixed) leaves the dead letter where it is.
+
+Only our own entries are ever read, changed or counted (``events.is_our_dead_letter``): if
+the stream is shared by mistake, or when moving old dead letters of ours out of the
+consumer's ``<stream>:dlq`` (``move_from``), the consumer's entries are left as they are.
 """
 
 from __future__ import annotations
@@ -24,14 +28,20 @@ from typing import TYPE_CHECKING
 import redis
 
 from email_service.errors import EmailServiceError, ReplayImpossible, TransientError
-from email_service.events import DeadLetter
+from email_service.events import DEAD_LETTER_PRODUCER, DeadLetter, is_our_dead_letter
 from email_service.fetched import Fetched, FetchedMessage
 from email_service.folder_sync import fetch_whole, fetch_without_body
 from email_service.imap_session import ConnectOptions, ImapSession
 from email_service.ingest import IngestTarget, build_entry
 from email_service.limits import IngressLimits
 from email_service.model import ProviderConfig
-from email_service.publisher import EventPublisher, delete_entry, read_entries, read_entry
+from email_service.publisher import (
+    EventPublisher,
+    delete_entry,
+    move_entry,
+    read_entries,
+    read_entry,
+)
 from email_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -113,32 +123,54 @@ class DeadLetterQueue:
         self, *, tenant: str | None = None, provider_id: str | None = None
     ) -> Iterator[DeadLetter]:
         """Every dead letter, oldest first, optionally of one tenant or provider."""
+        for entry_id, fields in self._our_entries(self._stream):
+            try:
+                dead = DeadLetter.from_fields(entry_id, fields)
+            except ValueError:
+                logger.warning("dead letter %s is malformed; skipped", entry_id)
+                continue
+            if tenant is not None and dead.key.tenant != tenant:
+                continue
+            if provider_id is not None and dead.key.provider_id != provider_id:
+                continue
+            yield dead
+
+    def _our_entries(self, stream: str) -> Iterator[tuple[str, dict[str, str]]]:
         after = "-"
         while True:
-            page = read_entries(self._client, self._stream, after_id=after, count=PAGE_SIZE)
-            for entry_id, fields in page:
-                try:
-                    dead = DeadLetter.from_fields(entry_id, fields)
-                except ValueError:
-                    logger.warning("entry %s of the dead-letter stream is not ours", entry_id)
-                    continue
-                if tenant is not None and dead.key.tenant != tenant:
-                    continue
-                if provider_id is not None and dead.key.provider_id != provider_id:
-                    continue
-                yield dead
+            page = read_entries(self._client, stream, after_id=after, count=PAGE_SIZE)
+            yield from ((i, fields) for i, fields in page if is_our_dead_letter(fields))
             if len(page) < PAGE_SIZE:
                 return
             after = page[-1][0]
 
     def find(self, entry_id: str) -> DeadLetter | None:
+        """Our dead letter ``entry_id``; None when there is none (or it is not ours)."""
         fields = read_entry(self._client, self._stream, entry_id)
-        if fields is None:
+        if fields is None or not is_our_dead_letter(fields):
             return None
         return DeadLetter.from_fields(entry_id, fields)
 
     def delete(self, entry_id: str) -> bool:
+        """Remove our dead letter ``entry_id``; False when there is none of ours."""
+        fields = read_entry(self._client, self._stream, entry_id)
+        if fields is None or not is_our_dead_letter(fields):
+            return False
         return delete_entry(self._client, self._stream, entry_id)
+
+    def move_from(self, source: str) -> int:
+        """Move our dead letters from ``source`` (the old default ``<stream>:dlq``, which the
+        consumer shares) to our stream, oldest first; the consumer's entries stay. Each
+        entry is added here and removed there in one step. Returns how many moved."""
+        if source == self._stream:
+            return 0
+        moved = 0
+        for entry_id, _fields in list(self._our_entries(source)):
+            if move_entry(
+                self._client, source, entry_id, self._stream, {"producer": DEAD_LETTER_PRODUCER}
+            ):
+                moved += 1
+        return moved
 
     # -- replay ---------------------------------------------------------------------------
 

@@ -1,14 +1,19 @@
 """Core (pure): how a parsed message and its mailbox metadata map to the event's ``emailData``.
 
 ``build_email_data`` returns exactly the ``emailData`` object of DESIGN.md section 3, made of
-str, int, bool, None, list and dict only. The choices the contract leaves open:
+str, int, bool, list and dict only (never None). The choices the contract leaves open:
 
 - ``id`` is the Message-ID in angle brackets; a message without a usable one gets
   ``imap-hash-<sha256 of the raw bytes>-<uid>``, the same for the same bytes at the same UID.
-- ``from`` is the first From mailbox; when From is missing or holds no address, the first
-  Sender mailbox (RFC 5322 section 3.6.2: the mailbox that sent it); when both are missing,
-  ``{"email": ""}``. The message is still published: the old service dropped such messages
-  silently, and losing mail is worse than a ticket with an unknown requester.
+- No key of the contract is ever ``null``: an optional field without a value is left out
+  (``inReplyTo``, ``cc``'s entries' ``name``, ``body.html``, ``imap.internalDate``...).
+- Addresses are written as the consumer accepts them (``addresses.normalise_address``:
+  IDNA domains, and so on). A recipient whose address does not fit is left out of
+  ``to``/``cc`` (it stays in ``headers``; ``ingressTruncations`` counts it). ``from`` is the
+  first From mailbox that fits, else Sender's, Reply-To's, then Return-Path's (``fromHeader``
+  names the header it came from); when none fits, ``NoUsableSender``: the message becomes a
+  dead letter, never an event the consumer would drop.
+- ``receivedAt`` is the Date header, else INTERNALDATE, else when we fetched the message.
 - ``name`` is left out of an address when empty, as ``html`` is left out of ``body`` and
   ``contentId`` out of an attachment when there is none.
 - ``receivedAt`` and ``imap.internalDate`` are UTC in JavaScript's ``toISOString`` form
@@ -22,11 +27,14 @@ str, int, bool, None, list and dict only. The choices the contract leaves open:
   RFC 2047-decoded value; repeated fields (Received, ...) are joined with "\\n" in message
   order, and each value is cut to ``HEADER_VALUE_MAX_BYTES`` of UTF-8 (``subject`` too).
 - Message ids longer than ``MESSAGE_ID_MAX_BYTES`` are not ids (RFC 5322 lines end at 998);
-  each address part is cut to ``ADDRESS_PART_MAX_BYTES``.
-- Caps (``limits``) leave things out and say so in ``ingressSkipReasons``; text that was not
-  decoded as its charset label promised is listed in ``charsetIssues``
-  (``[{part, declared, decodedAs, issue, lossy?}]``). Both are additive and appear only
-  when non-empty.
+  a display name is cut to ``ADDRESS_PART_MAX_BYTES``.
+- Caps (``limits``) leave things out and say so: attachments and a message not downloaded
+  whole in ``ingressSkipReasons`` (the consumer's own kinds only), every other cut in
+  ``ingressTruncations`` (ours; docs/consumers.md). Text that was not decoded as its charset
+  label promised is listed in ``charsetIssues`` (``[{part, declared, decodedAs, issue,
+  lossy?}]``). Each appears only when non-empty.
+- An attachment of zero bytes is left out (the consumer's newer schema wants a size of at
+  least 1) and noted in ``ingressTruncations``.
 """
 
 from __future__ import annotations
@@ -35,21 +43,24 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
+from email_service.addresses import normalise_address
 from email_service.charsets import CharsetIssue
+from email_service.contract.formats import iso_utc
+from email_service.errors import NoUsableSender
 from email_service.limits import (
     MAX_RECIPIENTS,
     MAX_REFERENCES,
     IngressLimits,
     SkipReason,
-    bounded_skips,
     cap_attachments,
     cap_headers,
     cap_list,
     cap_text,
+    report_skips,
 )
 from email_service.parsing import AttachmentInfo, Mailbox, ParsedMessage
 
@@ -90,9 +101,10 @@ _ID_SEPARATORS = re.compile(r"[\s,]+")
 
 @dataclass(frozen=True, slots=True)
 class MessageMeta:
-    """What the mailbox says about a message, beside its bytes.
+    """What the mailbox says about a message, beside its bytes, and when we fetched it.
 
-    ``internal_date`` must be timezone-aware (IMAP INTERNALDATE carries its zone).
+    ``internal_date`` and ``fetched_at`` must be timezone-aware (IMAP INTERNALDATE carries
+    its zone); ``fetched_at`` is the last fallback of ``receivedAt``.
     """
 
     tenant: str
@@ -104,25 +116,20 @@ class MessageMeta:
     internal_date: datetime | None
     size: int
     flags: tuple[str, ...]
+    fetched_at: datetime
 
     def __post_init__(self) -> None:
         if self.provider_type not in PROVIDER_TYPES:
             raise ValueError(f"provider_type must be one of {sorted(PROVIDER_TYPES)}")
         if self.internal_date is not None and self.internal_date.utcoffset() is None:
             raise ValueError("internal_date must be timezone-aware")
+        if self.fetched_at.utcoffset() is None:
+            raise ValueError("fetched_at must be timezone-aware")
 
 
 def sha256_hex(raw: bytes) -> str:
     """Hex SHA-256 of the raw message, for the fallback id."""
     return hashlib.sha256(raw).hexdigest()
-
-
-def iso_utc(moment: datetime) -> str:
-    """``2024-01-02T09:00:00.000Z``: UTC, milliseconds, as JavaScript's ``toISOString``."""
-    if moment.utcoffset() is None:
-        raise ValueError("a naive datetime has no defined UTC time")
-    utc = moment.astimezone(UTC).replace(tzinfo=None)
-    return utc.isoformat(timespec="milliseconds") + "Z"
 
 
 def build_email_data(
@@ -135,23 +142,34 @@ def build_email_data(
     """The ``emailData`` object of the INBOUND_EMAIL_RECEIVED event for one message.
 
     ``limits`` caps attachments, body and headers (default: the settings' defaults);
-    ``skips`` are reasons found before parsing (a message not downloaded whole).
+    ``skips`` are reasons found before parsing (a message not downloaded whole). Raises
+    ``NoUsableSender`` when no sender address fits the consumer's format.
     """
     limits = limits or IngressLimits()
     skipped = list(skips)
+    sender, sender_header = _sender(message, skipped)
     own_ids = _message_ids([message.message_id] if message.message_id else [])
     own_id = own_ids[0] if own_ids else f"imap-hash-{raw_sha256}-{meta.uid}"
     references = _message_ids(message.references)
     replied = _message_ids([message.in_reply_to] if message.in_reply_to else [])
-    in_reply_to = replied[0] if replied else None
-    received = message.date or meta.internal_date
+    received = _first_moment(message.date, meta.internal_date, meta.fetched_at)
+    imap: dict[str, Any] = {
+        "folder": meta.folder,
+        "uid": meta.uid,
+        "uidValidity": meta.uid_validity,
+        "size": meta.size,
+        "flags": list(meta.flags),
+    }
+    if meta.internal_date is not None:
+        imap["internalDate"] = iso_utc(meta.internal_date)
     data: dict[str, Any] = {
         "id": own_id,
         "provider": meta.provider_type,
         "providerId": meta.provider_id,
         "tenant": meta.tenant,
-        "receivedAt": iso_utc(received) if received else None,
-        "from": _address(_author(message), "from", skipped),
+        "receivedAt": received,
+        "from": sender,
+        "fromHeader": sender_header,
         "to": _addresses(message.to, "to", skipped),
         "cc": _addresses(message.cc, "cc", skipped),
         "subject": cap_text(
@@ -163,29 +181,32 @@ def build_email_data(
             headerName="Subject",
         ),
         "body": _body(message, limits, skipped),
-        "attachments": cap_attachments(
-            [_attachment(attachment) for attachment in message.attachments], limits, skipped
-        ),
-        "threadId": references[0] if references else in_reply_to or own_id,
-        "inReplyTo": in_reply_to,
+        "attachments": cap_attachments(_attachments(message, skipped), limits, skipped),
+        "threadId": references[0] if references else replied[0] if replied else own_id,
         "references": cap_list(
             references, MAX_REFERENCES, skipped, kind="references", field="references"
         ),
         "headers": cap_headers(_headers(message.headers, skipped), limits, skipped),
-        "imap": {
-            "folder": meta.folder,
-            "uid": meta.uid,
-            "uidValidity": meta.uid_validity,
-            "internalDate": iso_utc(meta.internal_date) if meta.internal_date else None,
-            "size": meta.size,
-            "flags": list(meta.flags),
-        },
+        "imap": imap,
     }
-    if skipped:
-        data["ingressSkipReasons"] = bounded_skips(skipped)
+    if replied:
+        data["inReplyTo"] = replied[0]
+    data.update(report_skips(skipped))
     if message.charset_issues:
         data["charsetIssues"] = [_charset_issue(issue) for issue in message.charset_issues]
     return data
+
+
+def _first_moment(*moments: datetime | None) -> str:
+    """The first of ``moments`` that is set and has a UTC time, as ``iso_utc``."""
+    for moment in moments:
+        if moment is None:
+            continue
+        try:
+            return iso_utc(moment)
+        except (OverflowError, ValueError):  # year 1 at +01:00 has no UTC time in range
+            continue
+    raise ValueError("no moment to report as receivedAt")
 
 
 def _charset_issue(issue: CharsetIssue) -> dict[str, str | bool]:
@@ -222,31 +243,55 @@ def _message_ids(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _author(message: ParsedMessage) -> Mailbox:
-    for mailbox in (*message.from_, *message.sender):
-        if mailbox.email:
-            return mailbox
-    return Mailbox(name="", email="")
+#: Where the sender is taken from, in order (DESIGN.md section 3).
+SENDER_HEADERS = ("From", "Sender", "Reply-To", "Return-Path")
+
+
+def _sender(message: ParsedMessage, skipped: list[SkipReason]) -> tuple[dict[str, str], str]:
+    """The first sender mailbox whose address fits, and the header it came from."""
+    candidates = (message.from_, message.sender, message.reply_to, message.return_path)
+    for header, mailboxes in zip(SENDER_HEADERS, candidates, strict=True):
+        for mailbox in mailboxes:
+            address = _address(mailbox, "from", skipped)
+            if address is not None:
+                return address, header
+    raise NoUsableSender(
+        "no From, Sender, Reply-To or Return-Path address fits the consumer's e-mail format "
+        "(DESIGN.md section 3)"
+    )
 
 
 def _addresses(
     mailboxes: Sequence[Mailbox], field: str, skipped: list[SkipReason]
 ) -> list[dict[str, str]]:
-    kept = cap_list(list(mailboxes), MAX_RECIPIENTS, skipped, kind="recipients", field=field)
-    return [_address(mailbox, field, skipped) for mailbox in kept]
+    """The mailboxes whose addresses fit, in order; the others are counted as left out."""
+    fitting = [item for item in (_address(m, field, skipped) for m in mailboxes) if item]
+    if len(fitting) < len(mailboxes):
+        skipped.append(
+            {
+                "type": "address",
+                "reason": "address_not_accepted",
+                "field": field,
+                "size": len(mailboxes) - len(fitting),
+            }
+        )
+    return cap_list(fitting, MAX_RECIPIENTS, skipped, kind="recipients", field=field)
 
 
-def _address(mailbox: Mailbox, field: str, skipped: list[SkipReason]) -> dict[str, str]:
-    parts = {"email": mailbox.email, "name": mailbox.name}
-    for key, value in parts.items():
-        size = len(value.encode("utf-8"))
-        if size > ADDRESS_PART_MAX_BYTES:
-            parts[key] = _bounded(value, ADDRESS_PART_MAX_BYTES)
-            skip = {"type": "address", "reason": "address_over_max_bytes", "field": field}
-            skipped.append(skip | {"size": size, "cap": ADDRESS_PART_MAX_BYTES})
-    if parts["name"]:
-        return {"email": parts["email"], "name": parts["name"]}
-    return {"email": parts["email"]}
+def _address(mailbox: Mailbox, field: str, skipped: list[SkipReason]) -> dict[str, str] | None:
+    """``{email, name?}`` with the address normalised, or None when it does not fit."""
+    email = normalise_address(mailbox.email)
+    if email is None:
+        return None
+    name = mailbox.name.strip()
+    if not name:
+        return {"email": email}
+    size = len(name.encode("utf-8"))
+    if size > ADDRESS_PART_MAX_BYTES:
+        name = _bounded(name, ADDRESS_PART_MAX_BYTES)
+        skip = {"type": "address", "reason": "address_over_max_bytes", "field": field}
+        skipped.append(skip | {"size": size, "cap": ADDRESS_PART_MAX_BYTES})
+    return {"email": email, "name": name}
 
 
 def _body(
@@ -263,6 +308,26 @@ def _body(
     if html:
         return {"text": text, "html": html}
     return {"text": text}
+
+
+def _attachments(message: ParsedMessage, skipped: list[SkipReason]) -> list[dict[str, Any]]:
+    """The attachments as the contract lists them; empty ones are noted, not listed."""
+    listed = []
+    for attachment in message.attachments:
+        item = _attachment(attachment)
+        if attachment.size > 0:
+            listed.append(item)
+            continue
+        skipped.append(
+            {
+                "type": "attachment",
+                "reason": "attachment_empty",
+                "attachmentId": item["id"],
+                "attachmentName": item["name"],
+                "size": 0,
+            }
+        )
+    return listed
 
 
 def _attachment(attachment: AttachmentInfo) -> dict[str, str | int | bool]:

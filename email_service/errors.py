@@ -22,7 +22,10 @@ Every error we raise or translate a library's exception into is one of these::
         ├── SecretUndecryptable  no key in EMAIL_SERVICE_SECRET_KEYS opens the secret
         ├── LeaseLost            another worker owns the provider now (fencing check failed)
         ├── MessageUnparseable   a message cannot be turned into an event (goes to the DLQ)
-        │   └── EventTooLarge    its event exceeds EMAIL_SERVICE_MAX_EVENT_BYTES even shrunk
+        │   ├── EventTooLarge    its event exceeds EMAIL_SERVICE_MAX_EVENT_BYTES even shrunk
+        │   └── NoUsableSender   no From, Sender, Reply-To or Return-Path address the
+        │                        consumer accepts
+        ├── TenantIdInvalid      a tenant id is not a UUID (the consumer refuses its events)
         ├── ReplayImpossible     a dead letter's message cannot be had again (UIDVALIDITY
         │                        changed, expunged, provider removed)
         ├── ProviderNotFound     no such provider for this tenant
@@ -114,6 +117,14 @@ class MessageUnparseable(PermanentError):
 
 class EventTooLarge(MessageUnparseable):
     """Even with everything optional left out, the event exceeds the entry bound."""
+
+
+class NoUsableSender(MessageUnparseable):
+    """No sender address of the message fits the consumer's e-mail format."""
+
+
+class TenantIdInvalid(PermanentError):
+    """A tenant id is not a UUID; the message says so and why it matters."""
 
 
 class ReplayImpossible(PermanentError):

@@ -1,12 +1,16 @@
 """The ``INBOUND_EMAIL_RECEIVED`` event and dead-letter entries as stream fields (core).
 
-The event's field set is the product's event-bus contract (DESIGN.md section 3); keep it.
+The event's field set is the product's event-bus contract (DESIGN.md section 3; checked by
+``contract.check``); keep it. Every date-time is ``contract.formats.iso_utc``'s ``Z`` form.
 
-A dead-letter entry (``<stream>:dlq``) says what failed and where, and how to get the message
-back for ``email-service dlq replay``. Its fields, all strings:
+A dead-letter entry says what failed and where, and how to get the message back for
+``email-service dlq replay``. It goes to a stream of ours (``EMAIL_SERVICE_DLQ_STREAM``,
+default ``email-service:dead-letters``), never the consumer's ``<stream>:dlq``, and carries
+``producer = email-service`` so that our tools touch only our entries even in a stream
+shared by mistake. Its fields, all strings:
 
-- ``event_id`` (the id the event will have), ``tenant``, ``providerId``, ``providerType``,
-  ``folder``, ``uid``, ``uidValidity``;
+- ``producer`` (``DEAD_LETTER_PRODUCER``), ``event_id`` (the id the event will have),
+  ``tenant``, ``providerId``, ``providerType``, ``folder``, ``uid``, ``uidValidity``;
 - ``reason`` (one of ``DEAD_LETTER_REASONS``), ``detail`` (at most 2,000 characters; never a
   header value or body), ``timestamp`` (when it failed);
 - ``rawSize`` (RFC822.SIZE; "" when unknown), ``rawSha256``, ``internalDate``, ``flags``
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from email_service.contract.formats import iso_utc
 from email_service.model import FolderKey
 
 EVENT_NAME = "INBOUND_EMAIL_RECEIVED"
@@ -47,7 +52,28 @@ UNPARSEABLE = "unparseable"  #: the bytes are not a message, or the parser gave 
 UNFETCHABLE = "unfetchable"  #: SEARCH listed the UID but FETCH never returned it
 EVENT_BUILD_FAILED = "event_build_failed"  #: a bug of ours while building the event
 EVENT_TOO_LARGE = "event_too_large"  #: above EMAIL_SERVICE_MAX_EVENT_BYTES even when shrunk
-DEAD_LETTER_REASONS = (UNPARSEABLE, UNFETCHABLE, EVENT_BUILD_FAILED, EVENT_TOO_LARGE)
+NO_USABLE_SENDER = "no_usable_sender"  #: no sender address fits the consumer's e-mail format
+CONTRACT_VIOLATION = "contract_violation"  #: the event would break the consumer's contract
+DEAD_LETTER_REASONS = (
+    UNPARSEABLE,
+    UNFETCHABLE,
+    EVENT_BUILD_FAILED,
+    EVENT_TOO_LARGE,
+    NO_USABLE_SENDER,
+    CONTRACT_VIOLATION,
+)
+
+#: ``producer`` field of our dead letters: what tells them from anyone else's entries.
+DEAD_LETTER_PRODUCER = "email-service"
+#: Fields of the consumer's own dead letters (DESIGN.md section 3): an entry with any of
+#: them is never ours, whatever else it carries.
+CONSUMER_DEAD_LETTER_FIELDS = frozenset(
+    {"original_message", "error_message", "error_stack", "source_stream", "original_id", "moved_at"}
+)
+#: Fields every dead letter of ours has had, before ``producer`` was added too.
+_DEAD_LETTER_LAYOUT = frozenset(
+    {"event_id", "tenant", "providerId", "folder", "uid", "uidValidity", "reason"}
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +88,10 @@ class StreamEntry:
     fields: Mapping[str, str]
     dead_letter: bool = False
     gmail_msgid: int | None = None
-    #: ``ingressSkipReasons`` of the event, by reason (for metrics).
+    #: ``ingressSkipReasons`` and ``ingressTruncations`` of the event, by reason (metrics).
     skip_reasons: tuple[str, ...] = ()
+    #: For a ``contract_violation`` dead letter: the failing field (a metric label).
+    violation: str | None = None
 
 
 def event_id_for(key: FolderKey, uid_validity: int, uid: int) -> str:
@@ -80,25 +108,41 @@ def build_event_fields(
     published_at: datetime,
     execution_id: str,
 ) -> dict[str, str]:
-    """Flat string fields of one ``XADD``; ``execution_id`` is chosen by the caller."""
-    payload = {
-        "tenantId": key.tenant,
-        "tenant": key.tenant,
-        "providerId": key.provider_id,
-        "emailData": email_data,
-    }
+    """Flat string fields of one ``XADD``; ``execution_id`` is chosen by the caller.
+
+    ``occurredAt`` (the newer domain schema requires it) and ``timestamp`` are both the time
+    the event was made: when the service received the mail (``receivedAt`` is the sender's).
+    """
     return {
         "event_id": event_id,
         "execution_id": execution_id,
         "event_name": EVENT_NAME,
         "event_type": EVENT_NAME,
         "tenant": key.tenant,
-        "timestamp": _iso_utc(published_at),
+        "timestamp": iso_utc(published_at),
         "user_id": "",
         "from_state": "",
         "to_state": "",
-        "payload_json": json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+        "payload_json": encode_json(build_payload(email_data, key, published_at)),
     }
+
+
+def build_payload(
+    email_data: Mapping[str, Any], key: FolderKey, published_at: datetime
+) -> dict[str, Any]:
+    """The object ``payload_json`` holds."""
+    return {
+        "tenantId": key.tenant,
+        "tenant": key.tenant,
+        "providerId": key.provider_id,
+        "occurredAt": iso_utc(published_at),
+        "emailData": email_data,
+    }
+
+
+def encode_json(value: Any) -> str:
+    """Compact JSON, UTF-8 as is; NaN and infinities refused (they are not JSON)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def choose_execution_id(key: FolderKey, *, by_tenant: bool, random_uuid: uuid.UUID) -> str:
@@ -133,6 +177,7 @@ def build_dead_letter_fields(
     raw = message.raw
     size = message.size if message.size is not None else len(raw) if raw is not None else None
     fields = {
+        "producer": DEAD_LETTER_PRODUCER,
         "event_id": event_id_for(key, uid_validity, uid),
         "tenant": key.tenant,
         "providerId": key.provider_id,
@@ -142,10 +187,10 @@ def build_dead_letter_fields(
         "uidValidity": str(uid_validity),
         "reason": reason,
         "detail": detail[:MAX_DETAIL_CHARS],
-        "timestamp": _iso_utc(failed_at),
+        "timestamp": iso_utc(failed_at),
         "rawSize": "" if size is None else str(size),
         "rawSha256": hashlib.sha256(raw).hexdigest() if raw is not None else "",
-        "internalDate": _iso_utc(message.internal_date) if message.internal_date else "",
+        "internalDate": _iso_or_empty(message.internal_date),
         "flags": json.dumps(list(message.flags), ensure_ascii=False),
         "gmailMsgId": "" if message.gmail_msgid is None else str(message.gmail_msgid),
     }
@@ -174,6 +219,8 @@ class DeadLetter:
     @classmethod
     def from_fields(cls, entry_id: str, fields: Mapping[str, str]) -> DeadLetter:
         """Raises ``ValueError`` when the entry is not a dead letter of ours."""
+        if not is_our_dead_letter(fields):
+            raise ValueError(f"{entry_id} is not a dead letter of email-service")
         try:
             key = FolderKey(fields["tenant"], fields["providerId"], fields["folder"])
             uid, uid_validity = int(fields["uid"]), int(fields["uidValidity"])
@@ -202,6 +249,25 @@ class DeadLetter:
         )
 
 
+def _iso_or_empty(moment: datetime | None) -> str:
+    """A dead letter records what it can: no date rather than no dead letter."""
+    try:
+        return iso_utc(moment) if moment is not None else ""
+    except (OverflowError, ValueError):
+        return ""
+
+
+def is_our_dead_letter(fields: Mapping[str, str]) -> bool:
+    """Whether an entry is a dead letter of ours: marked ``producer = email-service``, or (from
+    before the mark) laid out as ours; never one with the consumer's dead-letter fields."""
+    if CONSUMER_DEAD_LETTER_FIELDS & fields.keys():
+        return False
+    producer = fields.get("producer")
+    if producer is not None:
+        return producer == DEAD_LETTER_PRODUCER
+    return fields.keys() >= _DEAD_LETTER_LAYOUT
+
+
 def _b64(value: str) -> bytes:
     return base64.b64decode(value, validate=True)
 
@@ -219,7 +285,3 @@ def _parse_iso(value: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment is not None and moment.utcoffset() is not None else None
-
-
-def _iso_utc(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

@@ -336,6 +336,8 @@ class FolderSync:
                 continue
             if entry.dead_letter:
                 metrics.add("email_service_dead_letters_total", reason=entry.fields["reason"])
+                if entry.violation is not None:
+                    metrics.add("email_service_contract_violations_total", field=entry.violation)
             else:
                 metrics.add("email_service_events_published_total")
                 for reason in entry.skip_reasons:

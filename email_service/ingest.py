@@ -3,24 +3,33 @@
 Shared by the folder listeners and ``email-service dlq replay``, so a replayed message
 becomes exactly the event the listener would have published. Time and the execution id's
 randomness are passed in. Nothing raised while turning the bytes into an event escapes: a
-message that cannot be parsed is ``unparseable``, one whose event cannot fit the entry bound
-``event_too_large``, and any other exception (a bug of ours) ``event_build_failed``; each
-becomes a dead letter and the folder moves on.
+message that cannot be parsed is ``unparseable``, one without a sender address the consumer
+accepts ``no_usable_sender``, one whose event cannot fit the entry bound ``event_too_large``,
+and any other exception (a bug of ours) ``event_build_failed``; each becomes a dead letter
+and the folder moves on.
+
+Every event is checked against the consumer's contract (``contract.check``) here, the one
+place events are made, for the listeners and for replays alike: an event that does not pass
+is never published; it becomes a ``contract_violation`` dead letter naming the failing path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from email_service.contract.check import check_entry
 from email_service.email_data import MessageMeta, build_email_data, sha256_hex
-from email_service.errors import EventTooLarge, MessageUnparseable
+from email_service.errors import EventTooLarge, MessageUnparseable, NoUsableSender
 from email_service.events import (
+    CONTRACT_VIOLATION,
     EVENT_BUILD_FAILED,
     EVENT_TOO_LARGE,
+    NO_USABLE_SENDER,
     UNFETCHABLE,
     UNPARSEABLE,
     RawMessage,
@@ -66,6 +75,7 @@ def build_entry(
             internal_date=fetched.internal_date,
             size=fetched.size,
             flags=fetched.flags,
+            fetched_at=now,
         )
         email_data = build_email_data(parsed, meta, digest, target.limits, skips)
         event_id = event_id_for(target.key, target.uid_validity, fetched.uid)
@@ -83,10 +93,23 @@ def build_entry(
             )
 
         fields, sent = fit_event(email_data, render, target.limits.max_event_bytes)
-        skipped = tuple(str(skip["reason"]) for skip in sent.get("ingressSkipReasons", ()))
+        violation = check_entry(fields)
+        if violation is not None:
+            logger.error("uid %d: %s", fetched.uid, violation.describe())
+            entry = dead_letter_entry(
+                fetched, target, CONTRACT_VIOLATION, violation.describe(), now=now
+            )
+            return dataclasses.replace(entry, violation=violation.field)
+        skipped = tuple(
+            str(skip["reason"])
+            for key in ("ingressSkipReasons", "ingressTruncations")
+            for skip in sent.get(key, ())
+        )
         return StreamEntry(
             fetched.uid, fields, gmail_msgid=fetched.gmail_msgid, skip_reasons=skipped
         )
+    except NoUsableSender as exc:
+        return dead_letter_entry(fetched, target, NO_USABLE_SENDER, str(exc), now=now)
     except EventTooLarge as exc:
         return dead_letter_entry(fetched, target, EVENT_TOO_LARGE, str(exc), now=now)
     except MessageUnparseable as exc:

@@ -1,8 +1,10 @@
 """Size caps on what a message may cost: to fetch, to hold, and to put on the stream (core).
 
-Three places take a cap, and each says what it left out in the event's
-``ingressSkipReasons``, a list of ``{type, reason, size, cap, ...}`` objects whose four
-attachment and raw-MIME reasons are the old service's, spelled as it spelled them:
+Three places take a cap, and each says what it left out: in the event's
+``ingressSkipReasons`` when it is one of the consumer's own four kinds (attachments and a
+message not downloaded whole, spelled as the old service spelled them), otherwise in
+``ingressTruncations`` (ours: body, headers, recipients, references, the entry bound), both
+lists of ``{type, reason, size, cap, ...}`` objects:
 
 1. **Fetching** (``plan_fetch_batches``): a message above ``IMAP_MAX_RAW_MIME_BYTES``
    (by RFC822.SIZE) is not downloaded whole; its header section, BODYSTRUCTURE and capped
@@ -250,17 +252,53 @@ def cap_list(
     return items[:cap]
 
 
-def bounded_skips(skips: list[SkipReason]) -> list[SkipReason]:
-    if len(skips) <= MAX_SKIP_REASONS:
-        return skips
-    rest = len(skips) - (MAX_SKIP_REASONS - 1)
-    summary = {
+#: The consumer's own ``ingressSkipReasons`` values, by ``type`` (DESIGN.md section 3); any
+#: other cut is reported under ``ingressTruncations``, a key of ours.
+CONSUMER_SKIP_REASONS = {
+    "attachment": frozenset(
+        {
+            "attachment_over_max_bytes",
+            "attachment_count_exceeded",
+            "attachment_total_bytes_exceeded",
+        }
+    ),
+    "raw_mime": frozenset({"raw_mime_over_max_bytes"}),
+}
+
+
+def is_consumer_skip(skip: SkipReason) -> bool:
+    return skip.get("reason") in CONSUMER_SKIP_REASONS.get(skip.get("type", ""), ())
+
+
+def report_skips(skips: list[SkipReason]) -> dict[str, list[SkipReason]]:
+    """The ``emailData`` keys that say what was left out: ``ingressSkipReasons`` for the
+    consumer's own kinds, ``ingressTruncations`` for the rest; each at most
+    ``MAX_SKIP_REASONS`` long (one truncation entry counts what did not fit), and only
+    present when not empty."""
+    consumer = [skip for skip in skips if is_consumer_skip(skip)]
+    ours = [skip for skip in skips if not is_consumer_skip(skip)]
+    report: dict[str, list[SkipReason]] = {}
+    if len(consumer) > MAX_SKIP_REASONS:
+        ours.append(_summary("ingressSkipReasons", len(consumer) - MAX_SKIP_REASONS))
+        consumer = consumer[:MAX_SKIP_REASONS]
+    if len(ours) > MAX_SKIP_REASONS:
+        rest = len(ours) - (MAX_SKIP_REASONS - 1)
+        ours = [*ours[: MAX_SKIP_REASONS - 1], _summary("ingressTruncations", rest)]
+    if consumer:
+        report["ingressSkipReasons"] = consumer
+    if ours:
+        report["ingressTruncations"] = ours
+    return report
+
+
+def _summary(field: str, rest: int) -> SkipReason:
+    return {
         "type": "ingress",
         "reason": "skip_reasons_truncated",
+        "field": field,
         "size": rest,
         "cap": MAX_SKIP_REASONS,
     }
-    return [*skips[: MAX_SKIP_REASONS - 1], summary]
 
 
 # --- 3. the stream entry ---
@@ -300,7 +338,7 @@ def fit_event(
 
 
 def _note(data: dict[str, Any], field: str, size: int, cap: int) -> None:
-    skips = data.setdefault("ingressSkipReasons", [])
+    skips = data.setdefault("ingressTruncations", [])
     entry = {"type": "event", "reason": "event_over_max_bytes", "field": field}
     if not any(s.get("field") == field and s.get("type") == "event" for s in skips):
         skips.append(entry | {"size": size, "cap": cap})

@@ -12,7 +12,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "email_service_dead_letters_total": (
         "counter",
         "Entries added to the dead-letter stream, by reason "
-        "(unparseable, unfetchable, event_build_failed, event_too_large)",
+        "(unparseable, unfetchable, event_build_failed, event_too_large, no_usable_sender, "
+        "contract_violation)",
+    ),
+    "email_service_contract_violations_total": (
+        "counter",
+        "Events that broke the consumer's contract and became dead letters instead, by the "
+        "failing field (a bug of ours to report: the consumer would have dropped them)",
     ),
     "email_service_gmail_copies_total": (
         "counter",
@@ -21,7 +27,8 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "email_service_ingress_skips_total": (
         "counter",
-        "Parts left out of published events by a size cap, by ingressSkipReasons reason",
+        "Parts left out of published events by a size cap, by reason (ingressSkipReasons and "
+        "ingressTruncations)",
     ),
     "email_service_listener_errors_total": ("counter", "Listener failures, by kind"),
     "email_service_oauth_refreshes_total": (

@@ -122,12 +122,14 @@ def attachments_from_structure(root: MimePart) -> tuple[AttachmentInfo, ...]:
     for part, in_attachment in iter_leaves(root):
         if _is_body(part, in_attachment):
             continue
-        content_id = "".join((part.content_id or "").split()) or None
+        # The structure's strings carry raw octets as surrogate escapes (for file names):
+        # these are text in an event, so they are cleaned as the parser cleans its own.
+        content_id = clean_text("".join((part.content_id or "").split())) or None
         attachments.append(
             AttachmentInfo(
                 part=part.section,
                 name=filename_from_params(part.disposition_params, part.params),
-                content_type=part.content_type,
+                content_type=clean_text(part.content_type),
                 size=estimated_decoded_size(part),
                 content_id=content_id,
                 is_inline=part.disposition == "inline"

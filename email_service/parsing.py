@@ -99,7 +99,8 @@ class ParsedMessage:
     """What one message says, decoded to text and independent of the parsing library.
 
     Addresses keep message order; ``from_`` is empty when From is missing or holds no usable
-    mailbox, ``sender`` is the Sender header likewise. ``date`` is the Date header in UTC,
+    mailbox, ``sender``, ``reply_to`` and ``return_path`` are those headers likewise (the
+    sender's fallbacks, in that order). ``date`` is the Date header in UTC,
     None when missing or invalid. ``message_id`` and ``in_reply_to`` are the unfolded header
     text (first occurrence), None when absent; ``references`` holds the unfolded text of each
     References field (nearly always one). ``headers`` lists every header field in message
@@ -113,6 +114,8 @@ class ParsedMessage:
     sender: tuple[Mailbox, ...]
     to: tuple[Mailbox, ...]
     cc: tuple[Mailbox, ...]
+    reply_to: tuple[Mailbox, ...]
+    return_path: tuple[Mailbox, ...]
     date: datetime | None
     message_id: str | None
     in_reply_to: str | None
@@ -176,7 +179,12 @@ def _utc(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     # Older mail-parser releases gave naive datetimes, already converted to UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it: no UTC time
+        return None
 
 
 def _unfold(value: str) -> str:
@@ -224,12 +232,15 @@ class _Extractor:
         headers = tuple((name, clean_text(self.decode_words(value))) for name, value in texts)
         first = _first_values(headers)
         text_parts, html_parts, attachments = self.walk()
+        first_texts = _first_values(texts)
         return ParsedMessage(
             subject=first.get("subject", "").strip(),
             from_=self.addresses(parser.from_, fields, "from"),
-            sender=self.addresses_from_text(_first_values(texts).get("sender", "")),
+            sender=self.addresses_from_text(first_texts.get("sender", "")),
             to=self.addresses(parser.to, fields, "to"),
             cc=self.addresses(parser.cc, fields, "cc"),
+            reply_to=self.addresses_from_text(first_texts.get("reply-to", "")),
+            return_path=self.addresses_from_text(first_texts.get("return-path", "")),
             date=_utc(parser.date),
             message_id=first.get("message-id"),
             in_reply_to=first.get("in-reply-to"),

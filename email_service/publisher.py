@@ -138,6 +138,33 @@ redis.call('HSET', KEYS[4], 'last_event_ms:' .. ARGV[3], string.match(id, '^(%d+
 return {'published', id}
 """
 
+# KEYS: source stream, target stream. ARGV: entry id, then field/value pairs to set on the
+# copy. Copies the entry to the target (new id) and deletes it from the source, or returns
+# "" when the source has no such entry.
+_MOVE_SCRIPT = """
+local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #found == 0 then
+  return ''
+end
+local fields = found[1][2]
+for j = 2, #ARGV, 2 do
+  local present = false
+  for k = 1, #fields, 2 do
+    if fields[k] == ARGV[j] then
+      fields[k + 1] = ARGV[j + 1]
+      present = true
+    end
+  end
+  if not present then
+    table.insert(fields, 1, ARGV[j + 1])
+    table.insert(fields, 1, ARGV[j])
+  end
+end
+local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('XDEL', KEYS[1], ARGV[1])
+return id
+"""
+
 #: Prefix of the result of a Gmail copy that was recorded, not added.
 GMAIL_COPY_PREFIX = "copy:"
 
@@ -343,6 +370,25 @@ def read_entry(client: redis.Redis[bytes], stream: str, entry_id: str) -> dict[s
     if not items:
         return None
     return {_text(k): _text(v) for k, v in items[0][1].items()}
+
+
+def move_entry(
+    client: redis.Redis[bytes],
+    source: str,
+    entry_id: str,
+    target: str,
+    set_fields: Mapping[str, str],
+) -> bool:
+    """Add entry ``entry_id`` of ``source`` to ``target`` (with ``set_fields`` set) and delete
+    it from ``source``, in one step; False when ``source`` has no such entry."""
+    args: list[str] = [entry_id]
+    for name, value in set_fields.items():
+        args += [name, value]
+    try:
+        new_id = client.register_script(_MOVE_SCRIPT)(keys=[source, target], args=args)
+    except redis.RedisError as exc:
+        raise PublishFailed(f"moving a stream entry failed: {type(exc).__name__}") from exc
+    return bool(_text(new_id))
 
 
 def delete_entry(client: redis.Redis[bytes], stream: str, entry_id: str) -> bool:

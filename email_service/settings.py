@@ -18,6 +18,9 @@ from email_service.errors import InvalidSettings
 
 #: Default stream of the product's event bus (DESIGN.md section 3).
 DEFAULT_EVENT_STREAM = "workflow:events:global"
+#: Prefix of the default dead-letter stream: ours, not the consumer's ``<stream>:dlq``,
+#: which its tools list and re-process (DESIGN.md section 3).
+DEAD_LETTER_STREAM_PREFIX = "email-service:dead-letters:"
 #: SQLite file in the working directory: the embedded default for a single-node run.
 DEFAULT_DATABASE_URL = "sqlite:///email-service.db"
 
@@ -213,7 +216,8 @@ VARIABLES: tuple[Variable, ...] = (
         "dlq_stream",
         _parse_text,
         None,
-        "dead-letter stream; default <event stream>:dlq",
+        "dead-letter stream of ours; default email-service:dead-letters:<event stream>. "
+        "Never <event stream>:dlq, the consumer's own dead-letter stream",
     ),
     Variable(
         "EMAIL_SERVICE_PUBLISHED_MARK_TTL_S",
@@ -393,7 +397,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "IMAP_MAX_ATTACHMENT_BYTES",
         "max_attachment_bytes",
-        _parse_int(0),
+        _parse_int(1),
         10 * 1024 * 1024,
         "largest attachment listed in an event's attachments; larger ones are named in "
         "ingressSkipReasons instead (the old service's name and default)",
@@ -401,7 +405,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "IMAP_MAX_TOTAL_ATTACHMENT_BYTES",
         "max_total_attachment_bytes",
-        _parse_int(0),
+        _parse_int(1),
         25 * 1024 * 1024,
         "most attachment bytes listed in one event; attachments past it are named in "
         "ingressSkipReasons instead",
@@ -409,7 +413,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "IMAP_MAX_ATTACHMENT_COUNT",
         "max_attachment_count",
-        _parse_int(0),
+        _parse_int(1),
         25,
         "most attachments listed in one event; the rest are named in ingressSkipReasons",
     ),
@@ -723,7 +727,15 @@ class Settings:
                     f"{variable.env} is the {variable.help}."
                 ) from None
         if values["dlq_stream"] is None:
-            values["dlq_stream"] = f"{values['event_stream']}:dlq"
+            values["dlq_stream"] = DEAD_LETTER_STREAM_PREFIX + values["event_stream"]
+        if values["dlq_stream"] in (values["event_stream"], f"{values['event_stream']}:dlq"):
+            raise InvalidSettings(
+                f"EMAIL_SERVICE_DLQ_STREAM={values['dlq_stream']!r} is not valid: that stream "
+                "belongs to the product's consumer (its events, or its own dead letters, which "
+                "its tools list and re-process). Leave EMAIL_SERVICE_DLQ_STREAM unset for "
+                f"{DEAD_LETTER_STREAM_PREFIX}<event stream>, or name a stream of our own; "
+                "`email-service dlq move --from STREAM` moves old dead letters of ours over."
+            )
         if values["worker_id"] is None:
             values["worker_id"] = default_worker_id or socket.gethostname()
         if values["reconnect_max_ms"] < values["reconnect_base_ms"]:

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from email_service.budget import plan_connections
 from email_service.connection_loop import ConnectionLoop
+from email_service.contract.formats import tenant_id_problem
 from email_service.entry_builder import EntryBuilder
 from email_service.errors import EmailServiceError, StorageUnavailable
 from email_service.fair_share import (
@@ -144,6 +145,8 @@ class Supervisor:
         self._worker_id = parts.worker_id
         self._held: dict[ProviderRef, int] = {}
         self._providers: list[ProviderConfig] = []
+        #: Providers left out for a tenant id that is not a UUID (logged once each).
+        self._refused: set[str] = set()
         self._listeners: dict[ListenerId, tuple[Hashable, ConnectionLoop]] = {}
         self._rng = random.Random()
         self._ttl_ms = self._settings.lease_ttl_ms
@@ -224,7 +227,7 @@ class Supervisor:
             self._leases.release_leases(self._worker_id, strays)
 
     def _rebalance(self) -> None:
-        self._providers = self._parts.providers.load_active_providers()
+        self._providers = self._monitorable(self._parts.providers.load_active_providers())
         active = {(p.tenant, p.id) for p in self._providers}
         gone = [ref for ref in self._held if ref not in active]
         if gone:
@@ -245,7 +248,9 @@ class Supervisor:
             free = [
                 (v.tenant, v.provider_id)
                 for v in views
-                if v.free and (v.tenant, v.provider_id) not in self._held
+                if v.free
+                and (v.tenant, v.provider_id) in active
+                and (v.tenant, v.provider_id) not in self._held
             ]
             taken = 0
             for ref in pick_to_take(free, self._rng):
@@ -262,6 +267,19 @@ class Supervisor:
                     len(self._held),
                     decision.target,
                 )
+
+    def _monitorable(self, providers: list[ProviderConfig]) -> list[ProviderConfig]:
+        """The providers whose events the consumer can accept: a tenant id that is not a
+        UUID would have every event dropped (``email-service check`` lists them)."""
+        kept = []
+        for provider in providers:
+            problem = tenant_id_problem(provider.tenant)
+            if problem is None:
+                kept.append(provider)
+            elif provider.id not in self._refused:
+                self._refused.add(provider.id)
+                logger.warning("provider %s is not monitored: %s", provider.id, problem)
+        return kept
 
     def _drop_held(self, refs: list[ProviderRef]) -> None:
         for ref in refs:

@@ -10,6 +10,8 @@ a fresh database is created per run and dropped afterwards. Redis: TEST_REDIS_UR
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +32,18 @@ ADMIN_URL = os.environ.get(
     "TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A temporary directory of this run alone, unless ``--basetemp`` names one.
+
+    pytest's default (``/tmp/pytest-of-<user>``) is shared by every run of the user, and each
+    run makes it mode 0700 again when it starts: a second run on the same machine would lock
+    the first run's Dovecot (whose mail and auth users need to traverse it) out of its files.
+    """
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="email-service-tests-")
+        config.add_cleanup(lambda: shutil.rmtree(config.option.basetemp, ignore_errors=True))
 
 
 def _admin_execute(statement: str) -> None:
@@ -106,7 +120,7 @@ def mail_user(dovecot: DovecotServer) -> MailUser:
 
 @pytest.fixture
 def tenant() -> str:
-    return unique("tenant")
+    return str(uuid.uuid4())
 
 
 @pytest.fixture

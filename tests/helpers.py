@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 import redis
 
+from email_service.settings import DEAD_LETTER_STREAM_PREFIX
+
 T = TypeVar("T")
 
 #: Pause between checks while waiting for a condition; short, since tests wait often.
@@ -78,3 +80,32 @@ def subjects(events: list[dict[str, Any]]) -> list[str]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+#: Tenant ids for tests that need fixed ones: tenant ids are UUIDs (DESIGN.md section 3).
+TENANT_A = "6f1f3d2c-8a4b-4c5d-9e6f-0a1b2c3d4e5f"
+TENANT_B = "0b9e8d7c-6f5a-4b3c-8d2e-1f0a9b8c7d6e"
+#: A fixed version-4 UUID for tests that pass the randomness of execution ids in.
+RANDOM_UUID = "3d7e1c9a-2b4f-4a6e-8c1d-5f9b0e2a7c4d"
+
+
+def dead_letter_stream(stream: str) -> str:
+    """The default dead-letter stream of ours when the events go to ``stream``."""
+    return DEAD_LETTER_STREAM_PREFIX + stream
+
+
+def entry_fields(entry: dict[str, Any]) -> dict[str, str]:
+    """The stream fields of an entry from ``stream_events`` (without its id and decoding)."""
+    return {k: v for k, v in entry.items() if k not in ("id", "payload")}
+
+
+#: A dead letter of the product's consumer, in its own layout (DESIGN.md section 3): what
+#: our tools must never read, change or count.
+CONSUMER_DEAD_LETTER = {
+    "original_message": json.dumps({"event_id": "x", "payload_json": "{}"}),
+    "error_message": "schema validation failed",
+    "error_stack": "ValidationError: ...",
+    "source_stream": "workflow:events:global",
+    "original_id": "1700000000000-0",
+    "moved_at": "2026-01-01T00:00:00.000Z",
+}

@@ -124,8 +124,13 @@ class TokenVerifier:
             return self._service_caller(service, tenant_header)
         claims = self._decode(token, now_s)
         tenant = claims.get(self._tenant_claim)
-        if not isinstance(tenant, str) or not is_valid_tenant(tenant):
+        if not isinstance(tenant, str) or not tenant:
             raise _unauthorized(f"the token has no usable {self._tenant_claim!r} claim")
+        if not is_valid_tenant(tenant):
+            raise _unauthorized(
+                f"the token's {self._tenant_claim!r} claim is not a UUID: tenant ids are UUIDs "
+                "(the product's event consumer drops events of any other tenant id)"
+            )
         subject = claims.get("sub")
         return Caller(tenant=tenant, subject=subject if isinstance(subject, str) else "")
 
@@ -143,7 +148,7 @@ class TokenVerifier:
                 422,
                 "validation_failed",
                 f"{TENANT_HEADER}: a service token names the tenant it acts for in this header",
-                fields=(FieldProblem(TENANT_HEADER, "expected a tenant id"),),
+                fields=(FieldProblem(TENANT_HEADER, "expected a tenant id (a UUID)"),),
             )
         assert tenant_header is not None
         return Caller(tenant=tenant_header, subject=f"service:{name}")

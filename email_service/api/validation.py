@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields
+from email_service.contract.formats import is_contract_uuid
 from email_service.model import (
     AUTH_OAUTH2,
     AUTH_PASSWORD,
@@ -48,8 +49,6 @@ MAX_PROVIDER_ID_CHARS = 64
 MAX_SCOPES = 20
 MAX_SCOPE_CHARS = 200
 MAX_URL_CHARS = 2000
-#: Tenant ids come from tokens; the column is String(255).
-MAX_TENANT_CHARS = 255
 
 #: Printable text without leading or trailing blanks: names, user names.
 TEXT_PATTERN = r"^[^\u0000-\u0020\u007f]([^\u0000-\u001f\u007f]*[^\u0000-\u0020\u007f])?$"
@@ -345,11 +344,8 @@ def validate_provider_id(value: str) -> bool:
 
 
 def is_valid_tenant(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= MAX_TENANT_CHARS
-        and re.fullmatch(TEXT_PATTERN, value) is not None
-    )
+    """Whether ``value`` is a tenant id: a UUID (``contract.formats.is_contract_uuid``)."""
+    return isinstance(value, str) and is_contract_uuid(value)
 
 
 # -- field rules ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Row, and_, delete, exists, literal, select, update
 
+from email_service.contract.formats import require_tenant_id
 from email_service.errors import LeaseLost, ProviderNotFound
 from email_service.model import (
     DEFAULT_FOLDERS,
@@ -178,7 +179,10 @@ class ProviderStore:
         self._engine = engine
 
     def add_provider(self, new: NewProvider) -> str:
-        """Create the provider and its IMAP configuration; return the new id."""
+        """Create the provider and its IMAP configuration; return the new id.
+
+        Raises ``TenantIdInvalid`` unless the tenant id is a UUID."""
+        require_tenant_id(new.tenant)
         provider_id = str(uuid.uuid4())
         now = _now()
         secure, allow_starttls = new.endpoint.security.to_columns()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
+from email_service.contract.formats import require_tenant_id
 from email_service.errors import SecretUndecryptable
 from email_service.secretbox import SecretBox
 from email_service.store.engine import transaction
@@ -26,7 +27,10 @@ class SecretStore:
             self.save_in(connection, tenant, name, plaintext)
 
     def save_in(self, connection: Connection, tenant: str, name: str, plaintext: str) -> None:
-        """Save within the caller's transaction (so a secret and a row change commit together)."""
+        """Save within the caller's transaction (so a secret and a row change commit together).
+
+        Raises ``TenantIdInvalid`` unless the tenant id is a UUID."""
+        require_tenant_id(tenant)
         ciphertext = self._box.encrypt(plaintext)
         now = datetime.now(UTC)
         changed = connection.execute(

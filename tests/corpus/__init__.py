@@ -43,7 +43,12 @@ def file(name: str) -> Callable[[], bytes]:
 
 
 def skips(data: dict[str, Any]) -> list[str]:
-    return [skip["reason"] for skip in data.get("ingressSkipReasons", [])]
+    """The reasons of everything left out: the consumer's kinds, then ours."""
+    return [
+        skip["reason"]
+        for key in ("ingressSkipReasons", "ingressTruncations")
+        for skip in data.get(key, [])
+    ]
 
 
 def issues(data: dict[str, Any]) -> set[tuple[str, str]]:
@@ -165,10 +170,27 @@ def _check_mislabelled(data: dict[str, Any]) -> None:
     assert issues(data) == {("1", "wrong_charset"), ("2", "unknown_charset")}
 
 
-def _check_missing(data: dict[str, Any]) -> None:
-    assert data["from"] == {"email": ""}
+def _check_reply_to_only(data: dict[str, Any]) -> None:
+    assert data["from"] == {"email": "helpdesk@example.com", "name": "Help Desk"}
+    assert data["fromHeader"] == "Reply-To"
     assert data["id"].startswith("imap-hash-")
-    assert data["receivedAt"] == data["imap"]["internalDate"] is not None
+    assert data["receivedAt"] == data["imap"]["internalDate"]
+    assert "inReplyTo" not in data
+
+
+def _check_unfit_addresses(data: dict[str, Any]) -> None:
+    # From (admin@localhost) does not fit: Sender's address, its domain in IDNA form.
+    assert data["from"] == {"email": "bounces+x@xn--bcher-kva.example", "name": "Bounce"}
+    assert data["fromHeader"] == "Sender"
+    # An IP literal and a quoted local part are left out of `to` (the parser already drops
+    # the word without "@").
+    assert data["to"] == [{"email": "ok@example.com"}, {"email": "jose@xn--espaol-zwa.example"}]
+    assert data["cc"] == []
+    # ... and stay in the headers, as written.
+    assert "root@[127.0.0.1]" in data["headers"]["To"]
+    assert data["headers"]["Cc"] == "demo@localhost"
+    left_out = [s for s in data["ingressTruncations"] if s["reason"] == "address_not_accepted"]
+    assert [(s["field"], s["size"]) for s in left_out] == [("to", 2), ("cc", 1)]
 
 
 def _check_one_megabyte_header(data: dict[str, Any]) -> None:
@@ -201,7 +223,9 @@ def _check_large_attachment(whole: bool) -> Check:
 def _check_many_attachments(data: dict[str, Any]) -> None:
     assert len(data["attachments"]) == 25
     assert len(data["ingressSkipReasons"]) == 100
-    assert skips(data)[-1] == "skip_reasons_truncated"
+    assert {s["reason"] for s in data["ingressSkipReasons"]} == {"attachment_count_exceeded"}
+    assert data["ingressTruncations"][-1]["reason"] == "skip_reasons_truncated"
+    assert data["ingressTruncations"][-1]["size"] == 3000 - 25 - 100
 
 
 def _check_html(data: dict[str, Any]) -> None:
@@ -233,7 +257,15 @@ CORPUS: tuple[CorpusMessage, ...] = (
         ),
     ),
     CorpusMessage(
-        "missing-from-date-message-id", file("missing-from-date-message-id.eml"), _check_missing
+        "missing-from-date-message-id",
+        file("missing-from-date-message-id.eml"),
+        dead_letter="no_usable_sender",
+    ),
+    CorpusMessage(
+        "reply-to-only-no-date-no-id", file("reply-to-only-no-date-no-id.eml"), _check_reply_to_only
+    ),
+    CorpusMessage(
+        "senders-that-do-not-fit", file("senders-that-do-not-fit.eml"), _check_unfit_addresses
     ),
     CorpusMessage("one-megabyte-header", one_megabyte_header, _check_one_megabyte_header),
     CorpusMessage(

@@ -18,7 +18,7 @@ import redis
 from email_service.devserver.dovecot import DovecotServer
 from tests.conftest import MailUser
 from tests.e2e.test_worker_process import WorkerProcess, cli, free_port
-from tests.helpers import make_message, subjects, wait_for, wait_for_stream_entries
+from tests.helpers import TENANT_A, make_message, subjects, wait_for, wait_for_stream_entries
 
 pytestmark = pytest.mark.e2e
 
@@ -94,7 +94,7 @@ def test_manage_a_provider_over_http_while_a_worker_follows_it(
     processes.append(api)
     wait_for(lambda: api.request("GET", "/ready")[0] == 200, timeout_s=30, what="api ready")
     assert api.request("GET", "/api/v1/providers")[0] == 401
-    token_run = cli("api-token", "--tenant", "acme", env=env)
+    token_run = cli("api-token", "--tenant", TENANT_A, env=env)
     assert token_run.returncode == 0, token_run.stderr
     token = token_run.stdout.strip()
 

@@ -2,7 +2,8 @@
 
 Every message of ``tests/corpus`` (hostile, broken, huge, and ordinary ones from the wild) is
 saved to the INBOX byte for byte, after a baseline message and before a sentinel one. Each
-must become an event that passes its checks or a dead letter with the expected reason; no
+must become an event that passes its checks and the consumer's contract, or a dead letter
+with the expected reason; no
 stream entry may exceed ``EMAIL_SERVICE_MAX_EVENT_BYTES``; the sentinel must arrive; the
 worker must still be running; and its peak resident memory (``VmHWM``) must stay under
 ``PEAK_RSS_BOUND_BYTES`` with the default ``IMAP_MAX_RAW_MIME_BYTES`` (25 MiB): the 50 MB
@@ -13,18 +14,27 @@ downloaded and parsed whole.
 from __future__ import annotations
 
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from email_service.contract.check import check_entry
 from email_service.devserver.dovecot import DovecotServer
 from email_service.limits import IngressLimits, entry_bytes
 from tests.conftest import MailUser
-from tests.corpus import CORPUS
+from tests.corpus import CORPUS, skips
 from tests.e2e.test_worker_process import WorkerProcess, add_provider
-from tests.helpers import make_message, stream_events, wait_for, wait_for_stream_entries
+from tests.helpers import (
+    dead_letter_stream,
+    entry_fields,
+    make_message,
+    stream_events,
+    wait_for,
+    wait_for_stream_entries,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,10 +50,6 @@ def peak_rss_bytes(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM in /proc/<pid>/status")
-
-
-def entry_fields(entry: dict[str, Any]) -> dict[str, str]:
-    return {k: v for k, v in entry.items() if k not in ("id", "payload")}
 
 
 def test_every_corpus_message_becomes_an_event_or_a_dead_letter(
@@ -67,7 +73,7 @@ def test_every_corpus_message_becomes_an_event_or_a_dead_letter(
 
         def entries() -> list[dict[str, Any]]:
             return stream_events(redis_client, stream) + stream_events(
-                redis_client, f"{stream}:dlq"
+                redis_client, dead_letter_stream(stream)
             )
 
         wait_for(lambda: len(entries()) >= total, timeout_s=60, what=f"{total} entries")
@@ -79,7 +85,7 @@ def test_every_corpus_message_becomes_an_event_or_a_dead_letter(
         worker.terminate()
 
     events = stream_events(redis_client, stream)
-    dead = stream_events(redis_client, f"{stream}:dlq")
+    dead = stream_events(redis_client, dead_letter_stream(stream))
     by_uid: dict[int, tuple[str, Any]] = {}
     for event in events:
         by_uid[event["payload"]["emailData"]["imap"]["uid"]] = ("event", event)
@@ -99,13 +105,15 @@ def test_every_corpus_message_becomes_an_event_or_a_dead_letter(
             outcomes.append(f"{message.name}: dead letter ({entry['reason']}: {entry['detail']})")
             continue
         assert kind == "event", f"{message.name}: {entry.get('reason')} {entry.get('detail')}"
+        assert check_entry(entry_fields(entry)) is None, message.name
         data = entry["payload"]["emailData"]
         assert message.expect is not None
         message.expect(data)
-        reasons = sorted({skip["reason"] for skip in data.get("ingressSkipReasons", [])})
+        reasons = sorted(set(skips(data)))
         outcomes.append(f"{message.name}: event {reasons or ''}")
-    expected_dead = sum(m.dead_letter is not None for m in CORPUS)
-    assert f'email_service_dead_letters_total{{reason="unparseable"}} {expected_dead}' in metrics
+    expected_dead = Counter(m.dead_letter for m in CORPUS if m.dead_letter is not None)
+    for reason, count in expected_dead.items():
+        assert f'email_service_dead_letters_total{{reason="{reason}"}} {count}' in metrics
     assert 'email_service_ingress_skips_total{reason="raw_mime_over_max_bytes"} 1' in metrics
     print("\n".join(["", *outcomes, f"peak RSS {peak / 1024 / 1024:.0f} MiB"]))
     assert peak < PEAK_RSS_BOUND_BYTES, f"peak RSS {peak / 1024 / 1024:.0f} MiB"

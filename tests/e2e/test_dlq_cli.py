@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +11,7 @@ import redis
 from email_service.events import RawMessage, build_dead_letter_fields
 from email_service.model import FolderKey
 from tests.e2e.test_worker_process import cli
-from tests.helpers import make_message, stream_events, unique
+from tests.helpers import dead_letter_stream, make_message, stream_events
 
 pytestmark = pytest.mark.e2e
 
@@ -30,14 +31,14 @@ def add_dead_letter(
         message=RawMessage(raw=raw, size=len(raw) if raw else 5_000_000),
         failed_at=FAILED_AT,
     )
-    return client.xadd(f"{stream}:dlq", fields).decode()  # type: ignore[arg-type]
+    return client.xadd(dead_letter_stream(stream), fields).decode()  # type: ignore[arg-type]
 
 
 def test_list_show_replay_and_delete(
     environ: dict[str, str], redis_client: redis.Redis[bytes], stream: str
 ) -> None:
     # Unique tenants: the replay guard of an event id outlives this test in the shared Redis.
-    acme, other = unique("acme"), unique("other")
+    acme, other = str(uuid.uuid4()), str(uuid.uuid4())
     raw = make_message("Replayed after the parser was fixed", body="secret body text")
     stored = add_dead_letter(redis_client, stream, FolderKey(acme, "prov-1", "INBOX"), 4, raw)
     refetch = add_dead_letter(redis_client, stream, FolderKey(other, "prov-9", "Sales"), 8, None)
@@ -47,8 +48,8 @@ def test_list_show_replay_and_delete(
     header, *rows = listed.stdout.splitlines()
     assert header.split() == ["ID", "TENANT", "PROVIDER", "FOLDER", "UID", "REASON", "TIME"]
     assert [row.split() for row in rows] == [
-        [stored, acme, "prov-1", "INBOX", "4", "unparseable", "2026-03-01T12:00:00Z"],
-        [refetch, other, "prov-9", "Sales", "8", "unparseable", "2026-03-01T12:00:00Z"],
+        [stored, acme, "prov-1", "INBOX", "4", "unparseable", "2026-03-01T12:00:00.000Z"],
+        [refetch, other, "prov-9", "Sales", "8", "unparseable", "2026-03-01T12:00:00.000Z"],
     ]
     only_acme = cli("dlq", "list", "--tenant", acme, env=environ).stdout
     assert stored in only_acme and refetch not in only_acme

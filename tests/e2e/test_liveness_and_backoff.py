@@ -21,7 +21,7 @@ from email_service.devserver.dovecot import DovecotServer
 from tests.conftest import MailUser
 from tests.e2e.test_worker_process import WorkerProcess, cli
 from tests.fake_imap import FakeImapServer
-from tests.helpers import make_message, stream_events, subjects, wait_for
+from tests.helpers import TENANT_A, make_message, stream_events, subjects, wait_for
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -95,7 +95,7 @@ def add_provider(
         "provider",
         "add",
         "--tenant",
-        "acme",
+        TENANT_A,
         "--name",
         "Support",
         "--mailbox",

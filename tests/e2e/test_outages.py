@@ -21,7 +21,7 @@ from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
 from tests.conftest import MailUser
 from tests.e2e.test_worker_process import WorkerProcess
-from tests.helpers import make_message, stream_events, wait_for
+from tests.helpers import TENANT_A, make_message, stream_events, wait_for
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +59,7 @@ def test_redis_and_database_outages_lose_nothing_and_heal(
     engine = make_engine(environ["DATABASE_URL"])
     provider_id = ProviderStore(engine).add_provider(
         NewProvider(
-            tenant="acme",
+            tenant=TENANT_A,
             name="Support",
             mailbox=f"{mail_user.name}@localhost",
             username=mail_user.name,
@@ -69,7 +69,7 @@ def test_redis_and_database_outages_lose_nothing_and_heal(
         )
     )
     SecretStore(engine, SecretBox((environ["EMAIL_SERVICE_SECRET_KEYS"],))).save_secret(
-        "acme", f"imap_password_{provider_id}", mail_user.password
+        TENANT_A, f"imap_password_{provider_id}", mail_user.password
     )
 
     def status() -> tuple[str, str | None, object]:

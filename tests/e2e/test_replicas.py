@@ -4,6 +4,7 @@ PostgreSQL, Redis): exactly one holder per provider, even shares, failover after
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +53,7 @@ def add_providers(engine: Engine, environ: dict[str, str], dovecot: DovecotServe
     for n in range(PROVIDERS):
         user, password = unique("user"), unique("pw")
         dovecot.add_user(user, password)
-        tenant = f"tenant-{n % TENANTS}"
+        tenant = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n % TENANTS}"))
         provider_id = providers.add_provider(
             NewProvider(
                 tenant=tenant,

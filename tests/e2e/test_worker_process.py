@@ -17,7 +17,14 @@ import redis
 
 from email_service.devserver.dovecot import DovecotServer
 from tests.conftest import MailUser
-from tests.helpers import make_message, stream_events, wait_for, wait_for_stream_entries
+from tests.helpers import (
+    TENANT_A,
+    dead_letter_stream,
+    make_message,
+    stream_events,
+    wait_for,
+    wait_for_stream_entries,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +98,7 @@ def add_provider(environ: dict[str, str], dovecot: DovecotServer, user: MailUser
         "provider",
         "add",
         "--tenant",
-        "acme",
+        TENANT_A,
         "--name",
         "Support",
         "--mailbox",
@@ -126,7 +133,7 @@ def test_sigkill_in_the_middle_of_a_backlog_loses_nothing_and_doubles_nothing(
     env = {**environ, "IMAP_FETCH_BATCH_SIZE": "10", "IMAP_LEASE_TTL_MS": "3000"}
     provider_id = add_provider(env, dovecot, mail_user)
     listed = cli("provider", "list", env=env)
-    assert provider_id in listed.stdout and "acme" in listed.stdout
+    assert provider_id in listed.stdout and TENANT_A in listed.stdout
 
     first = WorkerProcess(env, tmp_path / "worker.log")
     workers.append(first)
@@ -225,15 +232,15 @@ def test_events_tail_prints_events_and_dead_letters(
         {
             "event_id": "e1",
             "event_name": "INBOUND_EMAIL_RECEIVED",
-            "tenant": "acme",
+            "tenant": TENANT_A,
             "payload_json": json.dumps(payload),
         },
     )
     redis_client.xadd(
-        f"{stream}:dlq",
+        dead_letter_stream(stream),
         {
             "event_id": "e2",
-            "tenant": "acme",
+            "tenant": TENANT_A,
             "folder": "INBOX",
             "uid": "8",
             "reason": "unparseable",

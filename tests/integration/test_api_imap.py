@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,7 +175,7 @@ def test_imap_calls_are_rate_limited_per_tenant(
     )
     try:
         provider_id = create(harness, tenant, provider_body(dovecot, mail_user))
-        other_tenant = tenant + "-other"
+        other_tenant = str(uuid.uuid4())
         other_id = create(harness, other_tenant, provider_body(dovecot, mail_user))
         calls = [
             ("POST", f"{PROVIDERS}/{provider_id}/test"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,6 @@ from email_service.model import FolderCursor, FolderKey
 from email_service.settings import Settings
 from email_service.store.cursors import CursorStore
 from tests.conftest import MailUser
-from tests.helpers import unique
 from tests.integration.api_harness import ApiHarness, api_environ, provider_body
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,7 @@ def test_another_tenants_provider_is_not_found_and_unchanged(
     suffix: str,
     body: Any,
 ) -> None:
-    owner, intruder = unique("owner"), unique("intruder")
+    owner, intruder = str(uuid.uuid4()), str(uuid.uuid4())
     created = api.call("POST", PROVIDERS, tenant=owner, json_body=provider_body(dovecot, mail_user))
     provider_id = created.json()["id"]
     CursorStore(api.parts.engine).save_baseline(
@@ -94,7 +94,7 @@ def test_another_tenants_provider_is_not_found_and_unchanged(
 def test_unknown_and_foreign_ids_answer_alike(
     api: ApiHarness, dovecot: DovecotServer, mail_user: MailUser
 ) -> None:
-    owner, intruder = unique("owner"), unique("intruder")
+    owner, intruder = str(uuid.uuid4()), str(uuid.uuid4())
     created = api.call("POST", PROVIDERS, tenant=owner, json_body=provider_body(dovecot, mail_user))
     foreign = api.call("GET", f"{PROVIDERS}/{created.json()['id']}", tenant=intruder)
     unknown = api.call("GET", f"{PROVIDERS}/00000000-0000-0000-0000-000000000000", tenant=intruder)

@@ -18,7 +18,14 @@ from email_service.redis_keys import provider_stats_key
 from email_service.settings import Settings
 from email_service.worker import WorkerParts
 from tests.conftest import MailUser
-from tests.helpers import make_message, stream_events, subjects, wait_for, wait_for_stream_entries
+from tests.helpers import (
+    dead_letter_stream,
+    make_message,
+    stream_events,
+    subjects,
+    wait_for,
+    wait_for_stream_entries,
+)
 from tests.integration.service import InProcessWorker
 
 pytestmark = pytest.mark.integration
@@ -66,7 +73,7 @@ def test_a_message_the_server_cannot_fetch_is_a_dead_letter_and_replays_once_fix
     provider = worker.add_provider(tenant, dovecot, mail_user.name, mail_user.password)
     worker.start()
 
-    dead = wait_for_stream_entries(redis_client, f"{stream}:dlq", 1, timeout_s=20)
+    dead = wait_for_stream_entries(redis_client, dead_letter_stream(stream), 1, timeout_s=20)
     events = wait_for_stream_entries(redis_client, stream, 2)
     wait_for(lambda: worker.cursor(provider) == 3, timeout_s=5, what="cursor past the dead letter")
     assert subjects(events) == ["before", "after"]
@@ -97,7 +104,7 @@ def test_a_message_the_server_cannot_fetch_is_a_dead_letter_and_replays_once_fix
     uid_validity = events[-1]["payload"]["emailData"]["imap"]["uidValidity"]
     assert events[-1]["event_id"] == event_id_for(key, uid_validity, 2) == entry["event_id"]
     assert events[-1]["payload"]["emailData"]["imap"]["uid"] == 2
-    assert stream_events(redis_client, f"{stream}:dlq") == []
+    assert stream_events(redis_client, dead_letter_stream(stream)) == []
     counts = stats(redis_client, provider)
     assert (counts["events:INBOX"], counts["dead_letters_replayed:INBOX"]) == ("4", "1")
 
@@ -118,7 +125,7 @@ def test_an_event_above_the_entry_bound_is_a_dead_letter_replayed_once_the_bound
         dovecot.deliver(mail_user.name, make_message(long_subject, body="x" * 20_000))
         dovecot.deliver(mail_user.name, make_message("small", body="y" * 20_000))
         worker.start()
-        dead = wait_for_stream_entries(redis_client, f"{stream}:dlq", 1, timeout_s=15)
+        dead = wait_for_stream_entries(redis_client, dead_letter_stream(stream), 1, timeout_s=15)
         events = wait_for_stream_entries(redis_client, stream, 1)
         wait_for(lambda: worker.cursor(provider) == 2, timeout_s=5, what="cursor at uid 2")
     finally:
@@ -129,7 +136,7 @@ def test_an_event_above_the_entry_bound_is_a_dead_letter_replayed_once_the_bound
     data = events[0]["payload"]["emailData"]
     assert len(data["body"]["text"]) < 4096  # cut to fit, and said so
     assert {"type": "event", "reason": "event_over_max_bytes", "field": "body.text"}.items() <= (
-        data["ingressSkipReasons"][-1].items()
+        data["ingressTruncations"][-1].items()
     )
     assert entry_bytes(stored_fields(events[0])) <= 4096
 
@@ -161,16 +168,18 @@ def test_replaying_a_stale_copy_of_a_replayed_dead_letter_adds_nothing(
         "timestamp": "2026-01-01T00:00:00Z",
         "rawBase64": "RnJvbTogYUBleGFtcGxlLmNvbQ0KU3ViamVjdDogaGkNCg0KYm9keQ0K",
     }
-    first_id = redis_client.xadd(f"{stream}:dlq", fields).decode()
+    first_id = redis_client.xadd(dead_letter_stream(stream), fields).decode()
     with queue_for(settings, redis_client) as queue:
         first = queue.replay(first_id)
-        copy_id = redis_client.xadd(f"{stream}:dlq", fields).decode()  # restored from a backup
+        copy_id = redis_client.xadd(
+            dead_letter_stream(stream), fields
+        ).decode()  # restored from a backup
         again = queue.replay(copy_id)
 
     assert (first.status, again.status) == (PUBLISHED, ALREADY)
     assert again.stream_id == first.stream_id
     assert subjects(stream_events(redis_client, stream)) == ["hi"]
-    assert stream_events(redis_client, f"{stream}:dlq") == []
+    assert stream_events(redis_client, dead_letter_stream(stream)) == []
 
 
 def test_replay_after_the_folder_uidvalidity_changed_says_it_cannot_refetch(
@@ -187,7 +196,7 @@ def test_replay_after_the_folder_uidvalidity_changed_says_it_cannot_refetch(
     message_file(dovecot, mail_user.name, b"Subject: gone soon").chmod(0)
     worker.add_provider(tenant, dovecot, mail_user.name, mail_user.password, folders=["Support"])
     worker.start()
-    dead = wait_for_stream_entries(redis_client, f"{stream}:dlq", 1, timeout_s=20)
+    dead = wait_for_stream_entries(redis_client, dead_letter_stream(stream), 1, timeout_s=20)
     worker.stop()
     dovecot.delete_folder(mail_user.name, "Support")
     dovecot.create_folder(mail_user.name, "Support")
@@ -199,4 +208,4 @@ def test_replay_after_the_folder_uidvalidity_changed_says_it_cannot_refetch(
     assert outcome.status == FAILED
     assert "UIDVALIDITY" in outcome.detail and "changed" in outcome.detail
     assert "cannot be fetched again" in outcome.detail
-    assert len(stream_events(redis_client, f"{stream}:dlq")) == 1  # kept
+    assert len(stream_events(redis_client, dead_letter_stream(stream))) == 1  # kept

@@ -15,9 +15,9 @@ from email_service.fetched import FetchedMessage
 from email_service.ingest import IngestTarget
 from email_service.limits import IngressLimits
 from email_service.model import FolderKey
-from tests.helpers import make_message
+from tests.helpers import TENANT_A, make_message
 
-TARGET = IngestTarget(FolderKey("acme", "p1", "INBOX"), "imap", 7, IngressLimits())
+TARGET = IngestTarget(FolderKey(TENANT_A, "p1", "INBOX"), "imap", 7, IngressLimits())
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 

@@ -12,11 +12,12 @@ from email_service.model import FolderCursor, FolderKey, ImapEndpoint, NewProvid
 from email_service.store.cursors import CursorStore
 from email_service.store.leases import LeaseStore
 from email_service.store.providers import ProviderStore
+from tests.helpers import TENANT_A
 
 pytestmark = pytest.mark.integration
 
 
-def add(engine: Engine, tenant: str = "t") -> tuple[str, str]:
+def add(engine: Engine, tenant: str = TENANT_A) -> tuple[str, str]:
     provider_id = ProviderStore(engine).add_provider(
         NewProvider(
             tenant=tenant,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -359,7 +360,7 @@ def test_state_from_another_tenant_is_rejected(
     api: ApiHarness, oauth_provider: ProviderConfig
 ) -> None:
     started = initiate(api, oauth_provider.tenant, oauth_provider.id)
-    status, error = callback(api, code_for(started), started["state"], tenant=unique("tenant-b"))
+    status, error = callback(api, code_for(started), started["state"], tenant=str(uuid.uuid4()))
     assert (status, error) == (403, "invalid_state_tenant")
     # the same flow from its own tenant still works: the refusal did not consume it
     assert (
@@ -373,7 +374,7 @@ def test_another_tenant_cannot_initiate_for_a_provider_it_does_not_own(
     reply = api.call(
         "POST",
         "/api/email/oauth/imap/initiate",
-        tenant=unique("tenant-b"),
+        tenant=str(uuid.uuid4()),
         json_body={"providerId": oauth_provider.id},
     )
     assert reply.status == 404

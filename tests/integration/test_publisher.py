@@ -14,7 +14,7 @@ from email_service.redis_keys import (
     published_mark_key,
     replayed_key,
 )
-from tests.helpers import stream_events, unique
+from tests.helpers import dead_letter_stream, stream_events, unique
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,9 @@ def stats_of(redis_client: redis.Redis[bytes], key: FolderKey) -> dict[str, str]
 
 @pytest.fixture
 def publisher(redis_client: redis.Redis[bytes], stream: str) -> EventPublisher:
-    return EventPublisher(redis_client, stream=stream, dlq_stream=f"{stream}:dlq", mark_ttl_s=3600)
+    return EventPublisher(
+        redis_client, stream=stream, dlq_stream=dead_letter_stream(stream), mark_ttl_s=3600
+    )
 
 
 def test_a_retried_batch_adds_nothing_twice(
@@ -44,7 +46,7 @@ def test_a_retried_batch_adds_nothing_twice(
     again = publisher.publish_folder_batch(KEY, 1, [entry(2), entry(3), entry(4)])
     assert again[:2] == [PublishResult(), PublishResult()] and again[2].stream_id
     assert [e["uid"] for e in stream_events(redis_client, stream)] == ["1", "2", "4"]
-    assert [e["uid"] for e in stream_events(redis_client, f"{stream}:dlq")] == ["3"]
+    assert [e["uid"] for e in stream_events(redis_client, dead_letter_stream(stream))] == ["3"]
     assert publisher.load_published_mark(KEY, 1) == 4
     ttl = redis_client.ttl(published_mark_key(KEY, 1))
     assert 3500 < ttl <= 3600
@@ -121,7 +123,7 @@ def test_a_gmail_message_that_is_a_dead_letter_is_not_added_again_from_another_l
         FolderKey(inbox.tenant, "provider", "Label"), 1, [entry(1, dead=True, msgid=42, tag="x")]
     )
     assert result == [PublishResult(copy_of="e1")]
-    assert len(stream_events(redis_client, f"{stream}:dlq")) == 1
+    assert len(stream_events(redis_client, dead_letter_stream(stream))) == 1
 
 
 def test_large_batches_are_published_in_chunks_in_order(
@@ -144,7 +146,9 @@ def test_replaying_a_dead_letter_adds_its_event_once_and_removes_it(
 ) -> None:
     key = FolderKey(unique("tenant"), "provider", "INBOX")
     event_id = unique("event")
-    dead_id = redis_client.xadd(f"{stream}:dlq", {"event_id": event_id, "uid": "4"}).decode()
+    dead_id = redis_client.xadd(
+        dead_letter_stream(stream), {"event_id": event_id, "uid": "4"}
+    ).decode()
     fields = {"event_id": event_id, "payload_json": "{}"}
 
     first = publisher.replay_dead_letter(key, dead_id, fields)
@@ -155,7 +159,7 @@ def test_replaying_a_dead_letter_adds_its_event_once_and_removes_it(
     assert second == ReplayResult("already", first.stream_id)
     assert unknown == ReplayResult("missing", None)
     assert [e["event_id"] for e in stream_events(redis_client, stream)] == [event_id]
-    assert stream_events(redis_client, f"{stream}:dlq") == []
+    assert stream_events(redis_client, dead_letter_stream(stream)) == []
     assert redis_client.get(replayed_key(event_id)) == first.stream_id.encode()
     stats = stats_of(redis_client, key)
     assert (stats["events:INBOX"], stats["dead_letters_replayed:INBOX"]) == ("1", "1")
@@ -167,12 +171,14 @@ def test_a_dead_letter_added_again_after_its_replay_is_not_replayed_twice(
     key = FolderKey(unique("tenant"), "provider", "INBOX")
     event_id = unique("event")
     fields = {"event_id": event_id}
-    first_id = redis_client.xadd(f"{stream}:dlq", fields).decode()
+    first_id = redis_client.xadd(dead_letter_stream(stream), fields).decode()
     publisher.replay_dead_letter(key, first_id, fields)
-    copy_id = redis_client.xadd(f"{stream}:dlq", fields).decode()  # restored from a backup
+    copy_id = redis_client.xadd(
+        dead_letter_stream(stream), fields
+    ).decode()  # restored from a backup
 
     result = publisher.replay_dead_letter(key, copy_id, fields)
 
     assert result.outcome == "already"
     assert len(stream_events(redis_client, stream)) == 1
-    assert stream_events(redis_client, f"{stream}:dlq") == []
+    assert stream_events(redis_client, dead_letter_stream(stream)) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -16,7 +17,7 @@ from email_service.email_data import MessageMeta, build_email_data, sha256_hex
 from email_service.parsing import parse_message
 from email_service.settings import Settings
 from tests.conftest import MailUser
-from tests.helpers import wait_for_stream_entries
+from tests.helpers import TENANT_A, wait_for_stream_entries
 from tests.integration.service import InProcessWorker
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,7 @@ def capped_worker(environ: dict[str, str]) -> Iterator[InProcessWorker]:
 
 def event_of(raw: bytes) -> dict[str, Any]:
     """What the event would say had the message been downloaded whole."""
-    meta = MessageMeta("t", "p", "imap", "INBOX", 1, 1, None, len(raw), ())
+    meta = MessageMeta(TENANT_A, "p", "imap", "INBOX", 1, 1, None, len(raw), (), datetime.now(UTC))
     return build_email_data(parse_message(raw), meta, sha256_hex(raw))
 
 
@@ -110,9 +111,8 @@ def test_a_message_above_the_raw_cap_is_read_from_headers_structure_and_text_par
     cut = events[1]["payload"]["emailData"]
     assert len(cut["body"]["text"].encode()) <= 20000
     assert cut["body"]["text"].startswith("Zeile mit Umlauten äöü. Zeile")
-    reasons = [skip["reason"] for skip in cut["ingressSkipReasons"]]
-    assert reasons == [
-        "raw_mime_over_max_bytes",
+    assert [skip["reason"] for skip in cut["ingressSkipReasons"]] == ["raw_mime_over_max_bytes"]
+    assert [skip["reason"] for skip in cut["ingressTruncations"]] == [
         "body_html_over_max_bytes",
         "body_text_over_max_bytes",
     ]

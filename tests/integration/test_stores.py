@@ -11,6 +11,7 @@ from email_service.secretbox import SecretBox, generate_key
 from email_service.store.cursors import CursorStore
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
+from tests.helpers import TENANT_A, TENANT_B
 
 pytestmark = pytest.mark.integration
 
@@ -28,25 +29,26 @@ def new_provider(tenant: str, folders: tuple[str, ...] = ("INBOX", "Support")) -
 
 def test_provider_round_trip_and_tenant_scoping(engine: Engine) -> None:
     store = ProviderStore(engine)
-    provider_id = store.add_provider(new_provider("tenant-a"))
-    store.add_provider(new_provider("tenant-b"))
-    loaded = store.find_provider(provider_id, "tenant-a")
+    provider_id = store.add_provider(new_provider(TENANT_A))
+    store.add_provider(new_provider(TENANT_B))
+    loaded = store.find_provider(provider_id, TENANT_A)
     assert loaded.folders == ("INBOX", "Support")
     assert loaded.endpoint.security is Security.TLS
     assert loaded.status == "pending"
-    assert [p.tenant for p in store.list_providers("tenant-a")] == ["tenant-a"]
+    assert [p.tenant for p in store.list_providers(TENANT_A)] == [TENANT_A]
     with pytest.raises(ProviderNotFound):
-        store.find_provider(provider_id, "tenant-b")
+        store.find_provider(provider_id, TENANT_B)
     with pytest.raises(ProviderNotFound):
-        store.remove_provider(provider_id, "tenant-b")
+        store.remove_provider(provider_id, TENANT_B)
     assert len(store.load_active_providers()) == 2
 
 
 def test_cursor_moves_forward_only_and_mirrors_folder_state(engine: Engine) -> None:
     store = ProviderStore(engine)
-    provider_id = store.add_provider(new_provider("t"))
+    provider_id = store.add_provider(new_provider(TENANT_A))
     cursors = CursorStore(engine)
-    inbox, support = FolderKey("t", provider_id, "INBOX"), FolderKey("t", provider_id, "Support")
+    inbox = FolderKey(TENANT_A, provider_id, "INBOX")
+    support = FolderKey(TENANT_A, provider_id, "Support")
     assert cursors.load_cursor(inbox) is None
     cursors.save_baseline(inbox, FolderCursor(7, 10), fence=0)
     cursors.save_baseline(support, FolderCursor(3, 1), fence=0)
@@ -71,9 +73,9 @@ def test_cursor_moves_forward_only_and_mirrors_folder_state(engine: Engine) -> N
 
 
 def test_stale_fence_moves_nothing(engine: Engine) -> None:
-    provider_id = ProviderStore(engine).add_provider(new_provider("t"))
+    provider_id = ProviderStore(engine).add_provider(new_provider(TENANT_A))
     cursors = CursorStore(engine)
-    key = FolderKey("t", provider_id, "INBOX")
+    key = FolderKey(TENANT_A, provider_id, "INBOX")
     cursors.save_baseline(key, FolderCursor(7, 10), fence=0)
     with engine.begin() as connection:  # another worker took the lease
         connection.exec_driver_sql("UPDATE imap_email_provider_config SET lease_fence = 1")
@@ -90,22 +92,23 @@ def test_secrets_are_encrypted_at_rest_and_removed_with_the_provider(engine: Eng
     key = generate_key()
     providers = ProviderStore(engine)
     secrets = SecretStore(engine, SecretBox((key,)))
-    provider_id = providers.add_provider(new_provider("t"))
+    provider_id = providers.add_provider(new_provider(TENANT_A))
     name = f"imap_password_{provider_id}"
-    secrets.save_secret("t", name, "correct horse battery")
-    secrets.save_secret("t", "imap_password_other", "keep me")
+    secrets.save_secret(TENANT_A, name, "correct horse battery")
+    secrets.save_secret(TENANT_A, "imap_password_other", "keep me")
     with engine.connect() as connection:
         stored = connection.exec_driver_sql("SELECT ciphertext FROM email_secrets").scalars().all()
     assert all(b"correct horse" not in bytes(c) for c in stored)
-    assert secrets.load_secret("t", name) == "correct horse battery"
+    assert secrets.load_secret(TENANT_A, name) == "correct horse battery"
     with pytest.raises(SecretUndecryptable):
-        SecretStore(engine, SecretBox((generate_key(),))).load_secret("t", name)
+        SecretStore(engine, SecretBox((generate_key(),))).load_secret(TENANT_A, name)
     rotated = SecretStore(engine, SecretBox((generate_key(), key)))
     assert rotated.reencrypt_all() == 2
-    CursorStore(engine).save_baseline(FolderKey("t", provider_id, "INBOX"), FolderCursor(1, 1), 0)
-    providers.remove_provider(provider_id, "t")
+    inbox = FolderKey(TENANT_A, provider_id, "INBOX")
+    CursorStore(engine).save_baseline(inbox, FolderCursor(1, 1), 0)
+    providers.remove_provider(provider_id, TENANT_A)
     with pytest.raises(SecretUndecryptable, match="not stored"):
-        rotated.load_secret("t", name)
-    assert rotated.load_secret("t", "imap_password_other") == "keep me"
+        rotated.load_secret(TENANT_A, name)
+    assert rotated.load_secret(TENANT_A, "imap_password_other") == "keep me"
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM imap_folder_state").scalar() == 0

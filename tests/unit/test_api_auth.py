@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from email_service.api.auth import Caller, TokenVerifier, sign_token
 from email_service.api.problems import ApiProblem
 from email_service.errors import InvalidSettings
 from email_service.settings import Settings
+from tests.helpers import TENANT_A, TENANT_B
 
 SECRET = "a-shared-secret-of-more-than-32-chars"
 SERVICE_TOKEN = "ops-" + "t" * 40
@@ -70,13 +72,13 @@ def verify(verifier: TokenVerifier, header: str | None, tenant_header: str | Non
     return verifier.verify(header, tenant_header, now_s=NOW)
 
 
-GOOD = {"tenant": "acme", "sub": "user-1", "exp": NOW + 300}
+GOOD = {"tenant": TENANT_A, "sub": "user-1", "exp": NOW + 300}
 
 
 def test_a_valid_hs256_token_gives_its_tenant() -> None:
     verifier = TokenVerifier.from_settings(settings())
-    assert verify(verifier, f"Bearer {hs256(GOOD)}") == Caller("acme", "user-1")
-    assert verify(verifier, f"bearer  {hs256(GOOD)} ") == Caller("acme", "user-1")
+    assert verify(verifier, f"Bearer {hs256(GOOD)}") == Caller(TENANT_A, "user-1")
+    assert verify(verifier, f"bearer  {hs256(GOOD)} ") == Caller(TENANT_A, "user-1")
 
 
 @pytest.mark.parametrize(
@@ -89,7 +91,7 @@ def test_a_valid_hs256_token_gives_its_tenant() -> None:
         ("Bearer abc.def", "malformed"),
         (f"Bearer {hs256(GOOD, secret='another-secret-of-more-than-32-chars')}", "signature"),
         (f"Bearer {hs256({**GOOD, 'exp': NOW - 100})}", "expired"),
-        (f"Bearer {hs256({'tenant': 'acme'})}", "'exp'"),
+        (f"Bearer {hs256({'tenant': TENANT_A})}", "'exp'"),
         (f"Bearer {hs256({**GOOD, 'nbf': NOW + 300})}", "'nbf'"),
         (f"Bearer {hs256({**GOOD, 'iat': NOW + 300})}", "'iat'"),
         (f"Bearer {hs256({**GOOD, 'exp': 'never'})}", "'exp'"),
@@ -97,6 +99,8 @@ def test_a_valid_hs256_token_gives_its_tenant() -> None:
         (f"Bearer {hs256({**GOOD, 'tenant': ''})}", "'tenant' claim"),
         (f"Bearer {hs256({**GOOD, 'tenant': ['a', 'b']})}", "'tenant' claim"),
         ("Bearer " + hs256({**GOOD, "tenant": "tab\tin"}), "'tenant' claim"),
+        (f"Bearer {hs256({**GOOD, 'tenant': 'acme'})}", "claim is not a UUID"),
+        (f"Bearer {hs256({**GOOD, 'tenant': str(uuid.UUID(int=7))})}", "claim is not a UUID"),
         (f"Bearer {unsigned(GOOD)}", "malformed"),
         (f"Bearer {rs256(GOOD)}", "malformed"),
         (f"Bearer {SERVICE_TOKEN}x", "malformed"),
@@ -117,6 +121,8 @@ def test_a_valid_hs256_token_gives_its_tenant() -> None:
         "empty-tenant",
         "tenant-not-a-string",
         "tenant-control-character",
+        "tenant-not-a-uuid",
+        "tenant-uuid-of-no-version",
         "alg-none",
         "rs256-when-hs256-configured",
         "service-token-with-a-suffix",
@@ -133,8 +139,8 @@ def test_bad_tokens_get_401(header: str | None, message: str) -> None:
 
 def test_leeway_of_thirty_seconds() -> None:
     verifier = TokenVerifier.from_settings(settings())
-    assert verify(verifier, f"Bearer {hs256({**GOOD, 'exp': NOW - 10})}").tenant == "acme"
-    assert verify(verifier, f"Bearer {hs256({**GOOD, 'nbf': NOW + 10})}").tenant == "acme"
+    assert verify(verifier, f"Bearer {hs256({**GOOD, 'exp': NOW - 10})}").tenant == TENANT_A
+    assert verify(verifier, f"Bearer {hs256({**GOOD, 'nbf': NOW + 10})}").tenant == TENANT_A
 
 
 @pytest.mark.parametrize(
@@ -158,7 +164,7 @@ def test_issuer_and_audience_when_configured(claims: dict[str, Any], accepted: b
     )
     header = f"Bearer {hs256({**GOOD, **claims})}"
     if accepted:
-        assert verify(verifier, header).tenant == "acme"
+        assert verify(verifier, header).tenant == TENANT_A
     else:
         with pytest.raises(ApiProblem):
             verify(verifier, header)
@@ -170,7 +176,7 @@ def test_rs256_with_a_public_key_and_no_algorithm_confusion() -> None:
             EMAIL_SERVICE_API_JWT_ALGORITHM="rs256", EMAIL_SERVICE_API_JWT_PUBLIC_KEY=PUBLIC_PEM
         )
     )
-    assert verify(verifier, f"Bearer {rs256(GOOD)}") == Caller("acme", "user-1")
+    assert verify(verifier, f"Bearer {rs256(GOOD)}") == Caller(TENANT_A, "user-1")
     forged = forge_hs256_with(PUBLIC_PEM)  # HS256 "signed" with the public key
     with pytest.raises(ApiProblem):
         verify(verifier, f"Bearer {forged}")
@@ -180,19 +186,19 @@ def test_rs256_with_a_public_key_and_no_algorithm_confusion() -> None:
 
 def test_the_tenant_claim_is_configurable() -> None:
     verifier = TokenVerifier.from_settings(settings(EMAIL_SERVICE_API_TENANT_CLAIM="org_id"))
-    token = hs256({"org_id": "globex", "tenant": "acme", "exp": NOW + 60})
-    assert verify(verifier, f"Bearer {token}").tenant == "globex"
+    token = hs256({"org_id": TENANT_B, "tenant": TENANT_A, "exp": NOW + 60})
+    assert verify(verifier, f"Bearer {token}").tenant == TENANT_B
 
 
 def test_service_tokens_name_their_tenant_in_a_header() -> None:
     verifier = TokenVerifier.from_settings(settings())
-    caller = verify(verifier, f"Bearer {SERVICE_TOKEN}", "acme")
-    assert caller == Caller("acme", "service:ops")
+    caller = verify(verifier, f"Bearer {SERVICE_TOKEN}", TENANT_A)
+    assert caller == Caller(TENANT_A, "service:ops")
     with pytest.raises(ApiProblem) as raised:
         verify(verifier, f"Bearer {SERVICE_TOKEN}")
     assert raised.value.status == 422 and raised.value.fields[0].field == "X-Tenant-Id"
     # a tenant token ignores the header: the tenant is the claim's
-    assert verify(verifier, f"Bearer {hs256(GOOD)}", "globex").tenant == "acme"
+    assert verify(verifier, f"Bearer {hs256(GOOD)}", TENANT_B).tenant == TENANT_A
 
 
 @pytest.mark.parametrize(
@@ -228,15 +234,15 @@ def test_sign_token_makes_tokens_the_verifier_accepts() -> None:
         EMAIL_SERVICE_API_JWT_ISSUER="https://ui.example.com",
         EMAIL_SERVICE_API_JWT_AUDIENCE="email-service",
     )
-    token = sign_token(configured, "acme", ttl_s=60, subject="dev")
+    token = sign_token(configured, TENANT_A, ttl_s=60, subject="dev")
     caller = TokenVerifier.from_settings(configured).verify(
         f"Bearer {token}", None, now_s=int(time.time())
     )
-    assert caller == Caller("acme", "dev")
+    assert caller == Caller(TENANT_A, "dev")
     with pytest.raises(InvalidSettings):
         sign_token(
             settings(
                 EMAIL_SERVICE_API_JWT_ALGORITHM="rs256", EMAIL_SERVICE_API_JWT_PUBLIC_KEY=PUBLIC_PEM
             ),
-            "acme",
+            TENANT_A,
         )

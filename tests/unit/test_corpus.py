@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 
 import pytest
 
+from email_service.contract.check import check_entry
 from email_service.fetched import FetchedMessage
 from email_service.ingest import IngestTarget, build_entry
 from email_service.limits import IngressLimits, entry_bytes
 from email_service.model import FolderKey
 from tests.corpus import CORPUS, CorpusMessage
+from tests.helpers import RANDOM_UUID, TENANT_A
 
-TARGET = IngestTarget(FolderKey("tenant-a", "prov-1", "INBOX"), "imap", 9, IngressLimits())
+TARGET = IngestTarget(FolderKey(TENANT_A, "prov-1", "INBOX"), "imap", 9, IngressLimits())
 INTERNAL = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
@@ -26,7 +28,7 @@ def test_corpus_message(message: CorpusMessage) -> None:
     raw = message.build()
     fetched = FetchedMessage(uid=3, raw=raw, internal_date=INTERNAL, flags=(), size=len(raw))
 
-    entry = build_entry(fetched, TARGET, now=INTERNAL, random_uuid=uuid.UUID(int=3))
+    entry = build_entry(fetched, TARGET, now=INTERNAL, random_uuid=uuid.UUID(RANDOM_UUID))
 
     assert entry_bytes(entry.fields) <= TARGET.limits.max_event_bytes
     if message.dead_letter is not None:
@@ -38,5 +40,6 @@ def test_corpus_message(message: CorpusMessage) -> None:
             assert entry.fields["rawRefetch"] == "uid"
         return
     assert not entry.dead_letter, entry.fields.get("detail")
+    assert check_entry(entry.fields) is None
     assert message.expect is not None
     message.expect(json.loads(entry.fields["payload_json"])["emailData"])

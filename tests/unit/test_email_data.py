@@ -18,11 +18,13 @@ from email_service.email_data import (
     iso_utc,
     sha256_hex,
 )
+from email_service.errors import NoUsableSender
 from email_service.limits import IngressLimits
 from email_service.parsing import parse_message
+from tests.helpers import TENANT_A
 
 META = MessageMeta(
-    tenant="tenant-a",
+    tenant=TENANT_A,
     provider_id="provider-1",
     provider_type="imap",
     folder="INBOX",
@@ -31,6 +33,7 @@ META = MessageMeta(
     internal_date=datetime(2024, 1, 2, 11, 30, 5, tzinfo=timezone(timedelta(hours=2))),
     size=1234,
     flags=("\\Seen", "$Forwarded"),
+    fetched_at=datetime(2024, 1, 3, 8, 0, tzinfo=UTC),
 )
 
 
@@ -202,7 +205,7 @@ def test_plain_message_gives_the_whole_email_data() -> None:
         "id": "<plain-1@example.com>",
         "provider": "imap",
         "providerId": "provider-1",
-        "tenant": "tenant-a",
+        "tenant": TENANT_A,
         "receivedAt": "2024-01-02T09:00:00.000Z",
         "from": {"email": "alice@example.com", "name": "Alice Example"},
         "to": [{"email": "bob@example.com"}, {"email": "carol@example.com", "name": "Carol"}],
@@ -211,8 +214,8 @@ def test_plain_message_gives_the_whole_email_data() -> None:
         "body": {"text": "Hello,\nthe printer is jammed.\n"},
         "attachments": [],
         "threadId": "<plain-1@example.com>",
-        "inReplyTo": None,
         "references": [],
+        "fromHeader": "From",
         "headers": {
             "From": '"Alice Example" <alice@example.com>',
             "To": "bob@example.com, Carol <carol@example.com>",
@@ -268,10 +271,18 @@ def test_body(raw: bytes, expected: dict[str, Any]) -> None:
         pytest.param(PLAIN, {}, "2024-01-02T09:00:00.000Z", id="date-header-in-utc"),
         pytest.param(NO_DATE, {}, "2024-01-02T09:30:05.000Z", id="no-date-internal-date"),
         pytest.param(BAD_DATE, {}, "2024-01-02T09:30:05.000Z", id="bad-date-internal-date"),
-        pytest.param(NO_DATE, {"internal_date": None}, None, id="no-date-no-internal-date"),
+        pytest.param(
+            NO_DATE, {"internal_date": None}, "2024-01-03T08:00:00.000Z", id="then-fetched-at"
+        ),
+        pytest.param(
+            wire("From: a@example.com\nDate: Mon, 1 Jan 0001 00:30:00 +0100\n\nbody\n"),
+            {},
+            "2024-01-02T09:30:05.000Z",
+            id="date-without-utc-time-internal-date",
+        ),
     ],
 )
-def test_received_at(raw: bytes, meta: dict[str, Any], expected: str | None) -> None:
+def test_received_at(raw: bytes, meta: dict[str, Any], expected: str) -> None:
     assert email_data(raw, **meta)["receivedAt"] == expected
 
 
@@ -307,7 +318,7 @@ def test_received_at(raw: bytes, meta: dict[str, Any], expected: str | None) -> 
             {
                 "id": "<bare-id@example.com>",
                 "threadId": "<root@example.com>",
-                "inReplyTo": None,
+                "inReplyTo": "absent",
                 "references": ["<root@example.com>", "<reply-1@example.com>"],
             },
             id="ids-without-brackets",
@@ -317,7 +328,7 @@ def test_received_at(raw: bytes, meta: dict[str, Any], expected: str | None) -> 
             {
                 "id": "<plain-1@example.com>",
                 "threadId": "<plain-1@example.com>",
-                "inReplyTo": None,
+                "inReplyTo": "absent",
                 "references": [],
             },
             id="no-threading-headers",
@@ -327,7 +338,8 @@ def test_received_at(raw: bytes, meta: dict[str, Any], expected: str | None) -> 
 def test_ids_and_threading(raw: bytes, expected: dict[str, Any]) -> None:
     data = email_data(raw)
 
-    assert {key: data[key] for key in expected} == expected
+    # No key is ever null: a message that replies to nothing has no inReplyTo at all.
+    assert {key: data.get(key, "absent") for key in expected} == expected
 
 
 def test_missing_message_id_falls_back_to_hash_of_bytes_and_uid() -> None:
@@ -363,13 +375,44 @@ def test_unusable_message_id_falls_back_to_hash(message_id: str) -> None:
             {"email": "desk@example.com", "name": "Help Desk"},
             id="no-from-sender",
         ),
-        pytest.param(NO_FROM, {"email": ""}, id="no-from-no-sender"),
-        pytest.param(FROM_WITHOUT_ADDRESS, {"email": ""}, id="from-without-address"),
         pytest.param(NO_MESSAGE_ID, {"email": "alice@example.com"}, id="no-name"),
+        pytest.param(
+            wire("From: x@localhost, Ann <ann@example.com>\n\nb\n"),
+            {"email": "ann@example.com", "name": "Ann"},
+            id="second-from-mailbox-fits",
+        ),
+        pytest.param(
+            wire("From: x@localhost\nReply-To: Desk <desk@example.com>\n\nb\n"),
+            {"email": "desk@example.com", "name": "Desk"},
+            id="reply-to",
+        ),
+        pytest.param(
+            wire("From: root@[10.0.0.1]\nReturn-Path: <bounce@Example.COM>\n\nb\n"),
+            {"email": "bounce@example.com"},
+            id="return-path-domain-lower-cased",
+        ),
+        pytest.param(
+            wire("From: =?utf-8?q?J=C3=B6rg?= <j@münchen.de>\n\nb\n"),
+            {"email": "j@xn--mnchen-3ya.de", "name": "Jörg"},
+            id="idna-domain",
+        ),
     ],
 )
 def test_from(raw: bytes, expected: dict[str, str]) -> None:
     assert email_data(raw)["from"] == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(NO_FROM, id="no-from-no-sender"),
+        pytest.param(FROM_WITHOUT_ADDRESS, id="from-without-address"),
+        pytest.param(wire("From: demo@localhost\nSender: x@[127.0.0.1]\n\nb\n"), id="none-fits"),
+    ],
+)
+def test_no_usable_sender_is_refused(raw: bytes) -> None:
+    with pytest.raises(NoUsableSender):
+        email_data(raw)
 
 
 def test_missing_subject_is_empty_string() -> None:
@@ -444,7 +487,6 @@ def test_header_values_are_bounded(header_lines: str, expected_bytes: int) -> No
         pytest.param(HTML_ONLY, id="html-only"),
         pytest.param(ATTACHMENTS, id="attachments"),
         pytest.param(THREADED, id="threaded"),
-        pytest.param(NO_FROM, id="no-from"),
         pytest.param(NO_MESSAGE_ID, id="no-message-id"),
         pytest.param(
             "From: Jörg <j@example.de>\r\nSubject: caf\xe9\r\n\r\n\x80\r\n".encode("latin-1"),
@@ -540,7 +582,13 @@ def limited(raw: bytes, **limits: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("raw", "limits", "check", "reasons"),
     [
-        pytest.param(PLAIN, {}, lambda d: "ingressSkipReasons" not in d, [], id="nothing-left-out"),
+        pytest.param(
+            PLAIN,
+            {},
+            lambda d: "ingressSkipReasons" not in d and "ingressTruncations" not in d,
+            [],
+            id="nothing-left-out",
+        ),
         pytest.param(
             wire("From: a@example.com\nSubject: " + "s" * 9000 + "\n\nbody\n"),
             {},
@@ -595,13 +643,13 @@ def test_caps_leave_things_out_and_say_so(
     data = limited(raw, **limits)
 
     assert check(data)
-    assert sorted(skip["reason"] for skip in data.get("ingressSkipReasons", [])) == sorted(reasons)
+    left_out = data.get("ingressSkipReasons", []) + data.get("ingressTruncations", [])
+    assert sorted(skip["reason"] for skip in left_out) == sorted(reasons)
     assert json.loads(json.dumps(data)) == data
 
 
 def test_reasons_found_before_parsing_come_first() -> None:
-    data = build_email_data(
-        parse_message(PLAIN), META, sha256_hex(PLAIN), skips=[{"type": "raw_mime", "reason": "r"}]
-    )
+    skip = {"type": "raw_mime", "reason": "raw_mime_over_max_bytes", "size": 9, "cap": 5}
+    data = build_email_data(parse_message(PLAIN), META, sha256_hex(PLAIN), skips=[skip])
 
-    assert data["ingressSkipReasons"] == [{"type": "raw_mime", "reason": "r"}]
+    assert data["ingressSkipReasons"] == [skip]

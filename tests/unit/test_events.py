@@ -14,10 +14,12 @@ from email_service.events import (
     build_event_fields,
     choose_execution_id,
     event_id_for,
+    is_our_dead_letter,
 )
 from email_service.model import FolderKey
+from tests.helpers import CONSUMER_DEAD_LETTER, TENANT_A, TENANT_B
 
-KEY = FolderKey("tenant-a", "prov-1", "INBOX")
+KEY = FolderKey(TENANT_A, "prov-1", "INBOX")
 CONTRACT_FIELDS = {
     "event_id",
     "execution_id",
@@ -33,7 +35,7 @@ CONTRACT_FIELDS = {
 
 
 def test_event_id_is_uuid5_of_the_documented_name() -> None:
-    expected = uuid.uuid5(uuid.NAMESPACE_URL, "tenant-a/prov-1/INBOX/77/12")
+    expected = uuid.uuid5(uuid.NAMESPACE_URL, f"{TENANT_A}/prov-1/INBOX/77/12")
     assert event_id_for(KEY, 77, 12) == str(expected)
 
 
@@ -42,8 +44,8 @@ def test_event_id_is_uuid5_of_the_documented_name() -> None:
     [
         (KEY, 77, 13),
         (KEY, 78, 12),
-        (FolderKey("tenant-b", "prov-1", "INBOX"), 77, 12),
-        (FolderKey("tenant-a", "prov-1", "Support"), 77, 12),
+        (FolderKey(TENANT_B, "prov-1", "INBOX"), 77, 12),
+        (FolderKey(TENANT_A, "prov-1", "Support"), 77, 12),
     ],
     ids=["other-uid", "other-uidvalidity", "other-tenant", "other-folder"],
 )
@@ -64,20 +66,21 @@ def test_event_fields_follow_the_contract() -> None:
     assert set(fields) == CONTRACT_FIELDS
     assert all(isinstance(v, str) for v in fields.values())
     assert fields["event_name"] == fields["event_type"] == "INBOUND_EMAIL_RECEIVED"
-    assert fields["timestamp"] == "2026-01-02T03:04:05Z"
+    assert fields["timestamp"] == "2026-01-02T03:04:05.000Z"
     assert fields["user_id"] == fields["from_state"] == fields["to_state"] == ""
     payload = json.loads(fields["payload_json"])
     assert payload == {
-        "tenantId": "tenant-a",
-        "tenant": "tenant-a",
+        "tenantId": TENANT_A,
+        "tenant": TENANT_A,
         "providerId": "prov-1",
+        "occurredAt": "2026-01-02T03:04:05.000Z",
         "emailData": {"id": "<a@b>", "subject": "Grüße"},
     }
 
 
 @pytest.mark.parametrize(
     ("by_tenant", "expected"),
-    [(True, "tenant-a"), (False, str(uuid.UUID(int=5)))],
+    [(True, TENANT_A), (False, str(uuid.UUID(int=5)))],
     ids=["by-tenant", "random"],
 )
 def test_execution_id(by_tenant: bool, expected: str) -> None:
@@ -110,7 +113,7 @@ def test_dead_letter_fields(raw: bytes | None, max_raw_bytes: int, has_raw: bool
     assert fields["event_id"] == event_id_for(KEY, 5, 9)
     assert (fields["uid"], fields["uidValidity"], fields["reason"]) == ("9", "5", "unparseable")
     assert (fields["tenant"], fields["providerId"], fields["folder"]) == (
-        "tenant-a",
+        TENANT_A,
         "prov-1",
         "INBOX",
     )
@@ -154,7 +157,7 @@ def test_dead_letter_reads_back_what_was_written() -> None:
         uid_validity=5,
         reason="unfetchable",
         detail="gone",
-        failed_at="2026-01-01T00:00:00Z",
+        failed_at="2026-01-01T00:00:00.000Z",
         message=message,
     )
 
@@ -162,13 +165,21 @@ def test_dead_letter_reads_back_what_was_written() -> None:
 @pytest.mark.parametrize(
     "fields",
     [
-        pytest.param({"event_id": "e"}, id="no-tenant"),
+        pytest.param({"producer": "email-service", "event_id": "e"}, id="no-tenant"),
         pytest.param(
-            {"tenant": "t", "providerId": "p", "folder": "f", "uid": "x", "uidValidity": "1"},
+            {
+                "producer": "email-service",
+                "tenant": "t",
+                "providerId": "p",
+                "folder": "f",
+                "uid": "x",
+                "uidValidity": "1",
+            },
             id="uid-not-a-number",
         ),
         pytest.param(
             {
+                "producer": "email-service",
                 "tenant": "t",
                 "providerId": "p",
                 "folder": "f",
@@ -181,5 +192,55 @@ def test_dead_letter_reads_back_what_was_written() -> None:
     ],
 )
 def test_not_a_dead_letter_is_refused(fields: dict[str, str]) -> None:
-    with pytest.raises(ValueError, match="not a dead-letter entry"):
+    with pytest.raises(ValueError, match="not a dead"):
         DeadLetter.from_fields("1-0", fields)
+
+
+#: Our layout before the producer mark was added.
+LEGACY_DEAD_LETTER = {
+    "event_id": "e",
+    "tenant": TENANT_A,
+    "providerId": "p",
+    "folder": "INBOX",
+    "uid": "1",
+    "uidValidity": "1",
+    "reason": "unparseable",
+}
+
+
+@pytest.mark.parametrize(
+    ("fields", "ours"),
+    [
+        pytest.param(CONSUMER_DEAD_LETTER, False, id="consumers"),
+        pytest.param({**LEGACY_DEAD_LETTER, **CONSUMER_DEAD_LETTER}, False, id="consumer-fields"),
+        pytest.param(
+            {**LEGACY_DEAD_LETTER, "producer": "someone-else"}, False, id="other-producer"
+        ),
+        pytest.param(LEGACY_DEAD_LETTER, True, id="ours-before-the-mark"),
+        pytest.param({"producer": "email-service"}, True, id="marked"),
+        pytest.param({"event_id": "e", "tenant": TENANT_A}, False, id="partial-layout"),
+    ],
+)
+def test_only_our_dead_letters_are_ours(fields: dict[str, str], ours: bool) -> None:
+    assert is_our_dead_letter(fields) is ours
+
+
+def test_a_consumers_dead_letter_is_never_read_as_ours() -> None:
+    with pytest.raises(ValueError, match="not a dead letter of email-service"):
+        DeadLetter.from_fields("1-0", CONSUMER_DEAD_LETTER)
+
+
+def test_dead_letters_carry_the_producer_mark() -> None:
+    fields = build_dead_letter_fields(
+        key=KEY,
+        provider_type="imap",
+        uid_validity=5,
+        uid=9,
+        reason="unparseable",
+        detail="",
+        message=RawMessage(),
+        failed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+    assert fields["producer"] == "email-service"
+    assert is_our_dead_letter(fields)

@@ -15,8 +15,9 @@ from email_service.fetched import FetchedHeaders, FetchedMessage, MimePart
 from email_service.ingest import IngestTarget, build_entry, unfetchable_entry
 from email_service.limits import IngressLimits, entry_bytes
 from email_service.model import FolderKey
+from tests.helpers import RANDOM_UUID, TENANT_A
 
-KEY = FolderKey("tenant-a", "prov-1", "INBOX")
+KEY = FolderKey(TENANT_A, "prov-1", "INBOX")
 NOW = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
 INTERNAL = datetime(2026, 2, 3, 4, 0, tzinfo=UTC)
 TARGET = IngestTarget(KEY, "google", 77, IngressLimits(), channel_by_tenant=True)
@@ -44,7 +45,7 @@ def payload(fields: Any) -> dict[str, Any]:
 
 
 def build(fetched: Any, target: IngestTarget = TARGET) -> Any:
-    return build_entry(fetched, target, now=NOW, random_uuid=uuid.UUID(int=1))
+    return build_entry(fetched, target, now=NOW, random_uuid=uuid.UUID(RANDOM_UUID))
 
 
 def test_a_message_becomes_its_event() -> None:
@@ -57,8 +58,8 @@ def test_a_message_becomes_its_event() -> None:
         (),
     )
     assert entry.fields["event_id"] == event_id_for(KEY, 77, 12)
-    assert entry.fields["execution_id"] == "tenant-a"
-    assert entry.fields["timestamp"] == "2026-02-03T04:05:06Z"
+    assert entry.fields["execution_id"] == TENANT_A
+    assert entry.fields["timestamp"] == "2026-02-03T04:05:06.000Z"
     data = payload(entry.fields)
     assert (data["subject"], data["provider"], data["imap"]["uid"]) == ("Printer", "google", 12)
     assert data["body"] == {"text": "It is jammed.\n"}
@@ -154,3 +155,24 @@ def test_unfetchable_entry() -> None:
         "123",
     )
     assert entry.fields["rawRefetch"] == "uid"
+
+
+def test_an_event_that_breaks_the_contract_is_a_dead_letter_naming_the_path() -> None:
+    # A tenant id that is not a UUID: the consumer would drop the event, so it is not sent.
+    target = IngestTarget(FolderKey("acme", "prov-1", "INBOX"), "imap", 77, IngressLimits())
+
+    entry = build(whole(GOOD), target)
+
+    assert entry.dead_letter
+    assert entry.fields["reason"] == "contract_violation"
+    assert "payload.tenantId" in entry.fields["detail"]
+    assert entry.violation == "payload.tenantId"
+    assert base64.b64decode(entry.fields["rawBase64"]) == GOOD  # kept for a replay
+
+
+def test_a_message_without_a_usable_sender_is_a_dead_letter() -> None:
+    entry = build(whole(GOOD.replace(b"alice@example.com", b"alice@localhost")))
+
+    assert entry.dead_letter
+    assert entry.fields["reason"] == "no_usable_sender"
+    assert "Reply-To" in entry.fields["detail"]

@@ -17,7 +17,6 @@ from email_service.limits import (
     WHOLE,
     FetchBatch,
     IngressLimits,
-    bounded_skips,
     cap_attachments,
     cap_headers,
     cap_list,
@@ -25,6 +24,7 @@ from email_service.limits import (
     entry_bytes,
     fit_event,
     plan_fetch_batches,
+    report_skips,
 )
 from email_service.settings import Settings
 
@@ -166,16 +166,60 @@ def test_cap_list(field: str, expected: list[int]) -> None:
     ]
 
 
+def _attachment_skip(n: int) -> dict[str, object]:
+    return {"type": "attachment", "reason": "attachment_count_exceeded", "size": n, "cap": 1}
+
+
+@pytest.mark.parametrize(
+    ("skips", "expected"),
+    [
+        ([], {}),
+        (
+            [{"type": "raw_mime", "reason": "raw_mime_over_max_bytes", "size": 9, "cap": 5}],
+            {"ingressSkipReasons": 1},
+        ),
+        (
+            [{"type": "body", "reason": "body_text_over_max_bytes", "size": 9, "cap": 5}],
+            {"ingressTruncations": 1},
+        ),
+        (
+            # the consumer's type with a reason outside its enum is ours
+            [{"type": "attachment", "reason": "attachment_empty", "size": 0}],
+            {"ingressTruncations": 1},
+        ),
+        (
+            [{"type": "raw_mime", "reason": "attachment_over_max_bytes", "size": 9, "cap": 5}],
+            {"ingressTruncations": 1},
+        ),
+        (
+            [_attachment_skip(n) for n in range(3)]
+            + [{"type": "header", "reason": "header_total_bytes_exceeded", "size": 9, "cap": 5}],
+            {"ingressSkipReasons": 3, "ingressTruncations": 1},
+        ),
+    ],
+    ids=["none", "raw-mime", "body", "empty-attachment", "mismatched-pair", "both"],
+)
+def test_skips_are_split_between_the_consumers_key_and_ours(
+    skips: list[dict[str, object]], expected: dict[str, int]
+) -> None:
+    report = report_skips(skips)
+
+    assert {key: len(value) for key, value in report.items()} == expected
+
+
 def test_skip_reasons_are_bounded() -> None:
-    skips = [{"reason": str(n)} for n in range(MAX_SKIP_REASONS + 50)]
+    consumer = [_attachment_skip(n) for n in range(MAX_SKIP_REASONS + 50)]
+    ours = [{"type": "body", "reason": str(n)} for n in range(MAX_SKIP_REASONS + 10)]
 
-    bounded = bounded_skips(skips)
+    report = report_skips(consumer + ours)
 
-    assert len(bounded) == MAX_SKIP_REASONS
-    assert bounded[-1] == {
+    assert report["ingressSkipReasons"] == consumer[:MAX_SKIP_REASONS]
+    assert len(report["ingressTruncations"]) == MAX_SKIP_REASONS
+    assert report["ingressTruncations"][-1] == {
         "type": "ingress",
         "reason": "skip_reasons_truncated",
-        "size": 51,
+        "field": "ingressTruncations",
+        "size": 12,  # 10 over, the one the summary replaces, and the consumer list's summary
         "cap": MAX_SKIP_REASONS,
     }
 
@@ -226,7 +270,7 @@ def test_fit_event_shrinks_in_order_and_never_exceeds_the_bound(
     fields, sent = fit_event(data, render, max_bytes)
 
     assert entry_bytes(fields) <= max_bytes
-    reasons = [s for s in sent.get("ingressSkipReasons", []) if s["type"] == "event"]
+    reasons = [s for s in sent.get("ingressTruncations", []) if s["type"] == "event"]
     assert [s["field"] for s in reasons] == dropped
     assert all(s["reason"] == "event_over_max_bytes" and s["cap"] == max_bytes for s in reasons)
     assert json.loads(fields["payload_json"])["emailData"] == sent

@@ -3,8 +3,9 @@
 Arbitrary byte strings, and real messages (the corpus) mutated at random: flipped and
 inserted bytes, cut and doubled ranges, and MIME tokens dropped in anywhere. For each,
 ``parse_message`` + ``build_email_data`` give plain JSON or ``MessageUnparseable`` and
-nothing else; and the whole ``build_entry`` gives an event within the entry bound, or a
-dead letter whose reason is one a message can earn (never ``event_build_failed``, our bugs).
+nothing else; and the whole ``build_entry`` gives an event within the entry bound that passes
+the consumer's contract, or a dead letter whose reason is one a message can earn (never
+``event_build_failed`` or ``contract_violation``, our bugs).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from email_service.contract.check import check_entry
 from email_service.email_data import MessageMeta, build_email_data, sha256_hex
 from email_service.errors import MessageUnparseable
 from email_service.fetched import FetchedHeaders, FetchedMessage, structure_from_response
@@ -26,11 +28,14 @@ from email_service.mime_structure import parse_without_body, plan_body_sections
 from email_service.model import FolderKey
 from email_service.parsing import parse_message
 from tests.corpus import CORPUS_DIR
+from tests.helpers import RANDOM_UUID, TENANT_A
 
-META = MessageMeta("tenant", "provider", "imap", "INBOX", 5, 9, None, 0, ())
+META = MessageMeta(
+    TENANT_A, "provider", "imap", "INBOX", 5, 9, None, 0, (), datetime(2026, 1, 1, tzinfo=UTC)
+)
 #: A small bound, so the shrinking steps run on ordinary inputs too.
 TARGET = IngestTarget(
-    FolderKey("tenant", "provider", "INBOX"), "imap", 9, IngressLimits(max_event_bytes=8192)
+    FolderKey(TENANT_A, "provider", "INBOX"), "imap", 9, IngressLimits(max_event_bytes=8192)
 )
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -93,24 +98,29 @@ def mutated_messages(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+#: Dead-letter reasons a message can earn; ``contract_violation`` and ``event_build_failed``
+#: are bugs of ours.
+MESSAGE_REASONS = ("unparseable", "event_too_large", "no_usable_sender")
+
+
 def assert_maps_or_is_unparseable(raw: bytes) -> None:
     try:
         parsed = parse_message(raw)
-    except MessageUnparseable:
+        data = build_email_data(parsed, META, sha256_hex(raw))
+    except MessageUnparseable:  # NoUsableSender included
         return
-    data = build_email_data(parsed, META, sha256_hex(raw))
     text = json.dumps(data, ensure_ascii=False, allow_nan=False)
     assert json.loads(text.encode("utf-8")) == data  # plain JSON types, valid UTF-8
 
 
 def assert_entry_is_classified(raw: bytes) -> None:
     fetched = FetchedMessage(uid=5, raw=raw, internal_date=NOW, flags=(), size=len(raw))
-    entry = build_entry(fetched, TARGET, now=NOW, random_uuid=uuid.UUID(int=5))
+    entry = build_entry(fetched, TARGET, now=NOW, random_uuid=uuid.UUID(RANDOM_UUID))
     if entry.dead_letter:
-        assert entry.fields["reason"] in ("unparseable", "event_too_large"), entry.fields
+        assert entry.fields["reason"] in MESSAGE_REASONS, entry.fields
         return
     assert entry_bytes(entry.fields) <= TARGET.limits.max_event_bytes
-    json.loads(entry.fields["payload_json"])
+    assert check_entry(entry.fields) is None
 
 
 @EXAMPLES
@@ -163,5 +173,6 @@ def test_any_bodystructure_gives_metadata_never_an_error(
     )
     parsed = parse_without_body(fetched, plan_body_sections(root, 1000))
     json.dumps([attachment.name for attachment in parsed.attachments]).encode("utf-8")
-    entry = build_entry(fetched, TARGET, now=NOW, random_uuid=uuid.UUID(int=1))
+    entry = build_entry(fetched, TARGET, now=NOW, random_uuid=uuid.UUID(RANDOM_UUID))
     assert not entry.dead_letter, entry.fields
+    assert check_entry(entry.fields) is None

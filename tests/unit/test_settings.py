@@ -8,7 +8,8 @@ def test_defaults_when_environment_is_empty() -> None:
     settings = Settings.from_env({}, default_worker_id="w1")
     assert settings.database_url == "sqlite:///email-service.db"
     assert settings.event_stream == "workflow:events:global"
-    assert settings.dlq_stream == "workflow:events:global:dlq"
+    # ours, not the consumer's own workflow:events:global:dlq (DESIGN.md section 3)
+    assert settings.dlq_stream == "email-service:dead-letters:workflow:events:global"
     assert settings.max_emails_per_sync == 5
     assert settings.connection_timeout_ms == 10_000
     assert settings.tls_reject_unauthorized is True
@@ -21,7 +22,7 @@ def test_defaults_when_environment_is_empty() -> None:
     [
         ({"DATABASE_URL": "postgres://u@h/db"}, "database_url", "postgresql+psycopg://u@h/db"),
         ({"DATABASE_URL": "postgresql://u@h/db"}, "database_url", "postgresql+psycopg://u@h/db"),
-        ({"EMAIL_SERVICE_EVENT_STREAM": "s1"}, "dlq_stream", "s1:dlq"),
+        ({"EMAIL_SERVICE_EVENT_STREAM": "s1"}, "dlq_stream", "email-service:dead-letters:s1"),
         ({"IMAP_SOCKET_KEEPALIVE": "false"}, "socket_keepalive", False),
         ({"IMAP_SOCKET_KEEPALIVE": "Yes"}, "socket_keepalive", True),
         ({"EMAIL_SERVICE_SECRET_KEYS": "a, b,"}, "secret_keys", ("a", "b")),
@@ -56,6 +57,12 @@ def test_values_are_parsed(env: dict[str, str], attr: str, expected: object) -> 
             {"IMAP_RECONNECT_MAX_MS": "500", "IMAP_RECONNECT_BASE_MS": "1000"},
             "IMAP_RECONNECT_MAX_MS",
         ),
+        ({"EMAIL_SERVICE_DLQ_STREAM": "workflow:events:global:dlq"}, "EMAIL_SERVICE_DLQ_STREAM"),
+        (
+            {"EMAIL_SERVICE_EVENT_STREAM": "s1", "EMAIL_SERVICE_DLQ_STREAM": "s1"},
+            "EMAIL_SERVICE_DLQ_STREAM",
+        ),
+        ({"IMAP_MAX_ATTACHMENT_COUNT": "0"}, "IMAP_MAX_ATTACHMENT_COUNT"),
     ],
     ids=[
         "not-a-number",
@@ -65,6 +72,9 @@ def test_values_are_parsed(env: dict[str, str], attr: str, expected: object) -> 
         "redis-no-scheme",
         "unsupported-database",
         "max-below-base",
+        "dlq-is-the-consumers",
+        "dlq-is-the-event-stream",
+        "attachment-count-zero",
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], names: str) -> None:
