@@ -54,7 +54,7 @@ def measure_commands(repeat: int, server_kind: str = "dovecot") -> dict[str, obj
                 "localhost", server.imaps_port, Security.TLS, tls_ca_file=str(server.ca_file)
             ),
             PasswordLogin("svc", PASSWORD),
-            ConnectOptions(timeout_s=10, keepalive=True, verify_tls=True),
+            ConnectOptions(timeout_s=10, keepalive=True, verify_tls=True, allow_private_hosts=True),
         )
         bare = bare_client(server, "svc")
         try:

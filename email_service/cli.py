@@ -15,6 +15,8 @@ from email_service import cli_dlq, cli_provider, demo, tail
 from email_service.contract.formats import tenant_id_problem
 from email_service.errors import EmailServiceError, InvalidSettings
 from email_service.logs import configure_logging
+from email_service.oauth_flows import OAuthFlowStore
+from email_service.publisher import connect_redis
 from email_service.secretbox import SecretBox, generate_key
 from email_service.settings import Settings
 from email_service.store.engine import make_engine
@@ -116,11 +118,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
             if args.keys_command == "generate":
                 print(generate_key())
                 return 0
-            store = SecretStore(
-                make_engine(settings.database_url), SecretBox(settings.require_secret_keys())
-            )
-            print(f"re-encrypted {store.reencrypt_all()} secrets with the first key")
-            return 0
+            return rotate_keys(settings)
         case "check":
             return _check(settings)
         case "provider":
@@ -132,6 +130,33 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         case "demo":
             return demo.run(args, settings, environ)
     raise AssertionError(args.command)  # pragma: no cover
+
+
+def rotate_keys(settings: Settings) -> int:
+    """Re-encrypt every stored secret, then every pending OAuth connect flow, with the first
+    key of ``EMAIL_SERVICE_SECRET_KEYS``; after this the other keys can be removed."""
+    box = SecretBox(settings.require_secret_keys())
+    engine = make_engine(settings.database_url)
+    try:
+        count = SecretStore(engine, box).reencrypt_all()
+    finally:
+        engine.dispose()
+    print(f"re-encrypted {count} secrets with the first key")
+    if settings.redis_url is None:
+        print("REDIS_URL is not set: pending OAuth connect flows were not re-encrypted")
+        return 0
+    client = connect_redis(settings.redis_url)
+    try:
+        resealed, unreadable = OAuthFlowStore(client, box).reencrypt_all()
+    finally:
+        client.close()
+    print(f"re-encrypted {resealed} pending OAuth connect flows with the first key")
+    if unreadable:
+        print(
+            f"{unreadable} pending OAuth connect flows open with no configured key: their "
+            "callbacks will be refused; the users start those flows again"
+        )
+    return 0
 
 
 def _check(settings: Settings) -> int:

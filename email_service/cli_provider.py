@@ -25,7 +25,7 @@ from email_service.store.engine import make_engine
 from email_service.store.migrate import upgrade_database
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
-from providers.presets import PROVIDER_TYPES, preset_for
+from providers.presets import APP_CREDENTIAL_TYPES, PROVIDER_TYPES, preset_for
 
 
 def tenant_id_arg(value: str) -> str:
@@ -214,6 +214,14 @@ def _add_oauth(
         client_secret = environ.get(args.client_secret_env)
         if not client_secret:
             raise InvalidSettings(f"--client-secret-env {args.client_secret_env}: not set")
+    own_endpoint = args.authorize_url or args.token_url
+    own_client = args.client_id and client_secret
+    if args.kind in APP_CREDENTIAL_TYPES and own_endpoint and not own_client:
+        raise InvalidSettings(
+            f"--type {args.kind} with --authorize-url or --token-url: give --client-id and "
+            "--client-secret-env too (the operator's app credentials go only to the preset's "
+            "own endpoints)"
+        )
     new = NewProvider(
         tenant=args.tenant,
         name=args.name,
@@ -260,6 +268,7 @@ def test_provider(provider: ProviderConfig, secrets: SecretStore, settings: Sett
                 timeout_s=settings.connection_timeout_ms / 1000,
                 keepalive=True,
                 verify_tls=settings.tls_reject_unauthorized,
+                allow_private_hosts=settings.allow_private_hosts,
             ),
         )
     except EmailServiceError as exc:

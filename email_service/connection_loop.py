@@ -197,6 +197,7 @@ class ConnectionLoop:
             timeout_s=(endpoint.timeout_ms or self._settings.connection_timeout_ms) / 1000,
             keepalive=self._settings.socket_keepalive if keepalive is None else keepalive,
             verify_tls=self._settings.tls_reject_unauthorized,
+            allow_private_hosts=self._settings.allow_private_hosts,
         )
         try:
             session = ImapSession.open(endpoint, login, options)

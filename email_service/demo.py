@@ -136,7 +136,12 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
 def _demo_settings(
     settings: Settings, environ: Mapping[str, str], workdir: Path, cleanup: ExitStack
 ) -> Settings:
-    changes: dict[str, Any] = {"startup_stagger_ms": 0, "provider_refresh_ms": 500}
+    # The demo's mail server is on this machine (or the compose network): private hosts.
+    changes: dict[str, Any] = {
+        "startup_stagger_ms": 0,
+        "provider_refresh_ms": 500,
+        "allow_private_hosts": True,
+    }
     if "DATABASE_URL" not in environ:
         changes["database_url"] = f"sqlite:///{workdir / 'email-service.db'}"
     if not settings.secret_keys:

@@ -273,6 +273,7 @@ class DeadLetterQueue:
             timeout_s=(endpoint.timeout_ms or self._settings.connection_timeout_ms) / 1000,
             keepalive=self._settings.socket_keepalive if keepalive is None else keepalive,
             verify_tls=self._settings.tls_reject_unauthorized,
+            allow_private_hosts=self._settings.allow_private_hosts,
         )
         login = parts.listener_context.load_login(provider)
         return ImapSession.open(endpoint, login, options)

@@ -16,6 +16,8 @@ Every error we raise or translate a library's exception into is one of these::
     └── PermanentError           retrying will not help until someone changes something
         ├── AuthenticationFailed the server rejected the credentials
         ├── TlsVerificationFailed the certificate did not verify (wrong host, unknown CA)
+        ├── HostRefused          a tenant's host resolves to an address the server-side
+        │                        request forgery guard refuses (private, loopback...)
         ├── FolderMissing        the configured folder does not exist
         ├── SecretUndecryptable  no key in EMAIL_SERVICE_SECRET_KEYS opens the secret
         ├── LeaseLost            another worker owns the provider now (fencing check failed)
@@ -90,6 +92,11 @@ class AuthenticationFailed(PermanentError):
 
 class TlsVerificationFailed(PermanentError):
     """The server's certificate did not verify against the trusted CAs for its host name."""
+
+
+class HostRefused(PermanentError):
+    """A tenant's host (IMAP server, token endpoint) resolves to an address the server-side
+    request forgery guard refuses; the message says what kind, never which address."""
 
 
 class FolderMissing(PermanentError):

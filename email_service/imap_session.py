@@ -5,12 +5,21 @@ Every imapclient, ssl and socket exception is translated here into the error tre
 bodies fetched with ``BODY.PEEK[...]``. Fetch responses become ``fetched`` types there
 (pure conversions); on Gmail (capability ``X-GM-EXT-1``) every message fetch also asks
 for ``X-GM-MSGID``.
+
+Connecting goes through ``outbound.HostGuard`` (the server-side request forgery guard,
+checked at every connection, and the socket opened to the address it checked), by
+overriding imapclient's factory of the imaplib connection. Error messages carry what the
+server said only when it was an IMAP response, cut to printable ASCII; bytes of anything
+else (another service's banner) and credentials never appear in them. A password login
+quotes both strings (``LOGIN "user" "pass"``); credentials beyond printable ASCII go by
+``AUTHENTICATE PLAIN`` (UTF-8), or are refused with a message that names neither.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -22,6 +31,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import imapclient
+from imapclient import imap4, tls
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from email_service.backoff import classify_throttle
@@ -30,6 +40,7 @@ from email_service.errors import (
     ConnectionLost,
     EmailServiceError,
     FolderMissing,
+    HostRefused,
     HostUnresolvable,
     ImapCommandFailed,
     PermanentError,
@@ -53,6 +64,7 @@ from email_service.folder_check import (
 )
 from email_service.idle_stream import IdleStream
 from email_service.model import ImapEndpoint, Security
+from email_service.outbound import HostGuard
 from oauth.sasl import choose_mechanism, error_acknowledgement, initial_response
 
 logger = logging.getLogger(__name__)
@@ -82,6 +94,13 @@ MISSING_FOLDER_MARKERS = (
     "UNKNOWN MAILBOX",
     "NO SUCH MAILBOX",
 )
+#: Longest piece of a server's answer quoted in an error message.
+MAX_SERVER_TEXT_CHARS = 200
+#: What imaplib says when the server sent bytes that are not an IMAP response; its message
+#: then carries those bytes (another service's banner), so it is never quoted.
+NOT_IMAP_MARKERS = ("unexpected response", "unterminated line")
+#: What a LOGIN quoted string can carry as it is (RFC 3501 TEXT-CHAR, kept to printable).
+LOGIN_SAFE = re.compile(r"^[\x20-\x7e]*$")
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,8 @@ class ConnectOptions:
     timeout_s: float
     keepalive: bool
     verify_tls: bool
+    #: ``IMAP_ALLOW_PRIVATE_HOSTS``: whether the host may resolve to private addresses.
+    allow_private_hosts: bool
 
 
 @dataclass(frozen=True)
@@ -140,10 +161,25 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def server_text(value: Any) -> str:
+    """What a server said, fit for a message a tenant reads: printable ASCII, bounded.
+
+    Text of imaplib's that quotes bytes which were not an IMAP response becomes a fixed
+    sentence instead.
+    """
+    if isinstance(value, BaseException) and len(value.args) == 1:
+        value = value.args[0]  # imaplib's errors carry the server's line as bytes
+    text = _text(value)
+    if any(marker in text for marker in NOT_IMAP_MARKERS):
+        return "the server sent something that is not an IMAP response"
+    printable = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
+    return printable[:MAX_SERVER_TEXT_CHARS]
+
+
 def _throttle_hint(message: str) -> ServerThrottled | None:
     throttled, hint_s = classify_throttle(message)
     if throttled:
-        return ServerThrottled(f"server asked to back off: {message[:200]}", hint_s)
+        return ServerThrottled(f"server asked to back off: {message}", hint_s)
     return None
 
 
@@ -163,16 +199,20 @@ def translate_error(exc: BaseException, where: str) -> EmailServiceError:
     if isinstance(exc, TimeoutError | socket.timeout):
         return ConnectionLost(f"{where}: timed out")
     if isinstance(exc, LoginError):
-        message = _text(exc.args[0]) if exc.args else str(exc)
+        message = server_text(exc)
         return _throttle_hint(message) or AuthenticationFailed(
-            f"{where}: the server rejected the login ({message[:200]})"
+            f"{where}: the server rejected the login ({message})"
         )
-    if isinstance(exc, IMAPClientAbortError | ssl.SSLError | OSError):
+    if isinstance(exc, IMAPClientAbortError):
+        return ConnectionLost(f"{where}: connection lost ({server_text(exc)})")
+    if isinstance(exc, ssl.SSLError | OSError):  # our own library's words, not the server's
         return ConnectionLost(f"{where}: connection lost ({type(exc).__name__}: {exc})")
     if isinstance(exc, IMAPClientError):
-        message = str(exc)
-        return _throttle_hint(message) or ImapCommandFailed(f"{where}: {message[:300]}")
-    return ConnectionLost(f"{where}: {type(exc).__name__}: {exc}")
+        message = server_text(exc)
+        return _throttle_hint(message) or ImapCommandFailed(f"{where}: {message}")
+    # Anything else may quote what it was given (a UnicodeEncodeError quotes a character
+    # of a password): only its type is told.
+    return ConnectionLost(f"{where}: {type(exc).__name__}")
 
 
 def _call(where: str, action: Callable[[], T]) -> T:
@@ -246,8 +286,11 @@ class ImapSession:
         context = _ssl_context(endpoint, options)
         timeout = imapclient.SocketTimeout(connect=options.timeout_s, read=options.timeout_s)
 
+        guard = HostGuard(options.allow_private_hosts)
+
         def connect() -> Any:
-            return imapclient.IMAPClient(
+            return _GuardedClient(
+                guard,
                 endpoint.host,
                 port=endpoint.port,
                 ssl=endpoint.security is Security.TLS,
@@ -255,7 +298,10 @@ class ImapSession:
                 timeout=timeout,
             )
 
-        client = _call(where, connect)
+        try:
+            client = _call(where, connect)
+        except (HostRefused, HostUnresolvable) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
         try:
             client.normalise_times = False
             _tune_socket(client.socket(), keepalive=options.keepalive)
@@ -269,7 +315,7 @@ class ImapSession:
             if isinstance(login, OAuthLogin):
                 _authenticate_oauth(client, login)
                 return cls(client, endpoint, login.renew_at)
-            _call("LOGIN", lambda: client.login(login.username, login.password))
+            _login_with_password(client, login)
             return cls(client, endpoint)
         except BaseException:
             _shutdown_quietly(client)
@@ -519,6 +565,81 @@ class ImapSession:
             _shutdown_quietly(self._client)
 
 
+class _GuardedClient(imapclient.IMAPClient):  # type: ignore[misc]
+    """imapclient's client, whose imaplib connection opens its socket through ``HostGuard``.
+
+    ``_create_IMAP4`` is imapclient's (private) factory of that connection; both kinds it
+    makes connect in ``_create_socket``, which the subclasses below replace.
+    """
+
+    def __init__(self, guard: HostGuard, *args: Any, **kwargs: Any) -> None:
+        self._guard = guard
+        super().__init__(*args, **kwargs)
+
+    def _create_IMAP4(self) -> Any:
+        timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _GuardedTls(self._guard, self.host, self.port, self.ssl_context, timeout)
+        return _GuardedPlain(self._guard, self.host, self.port, timeout)
+
+
+class _GuardedPlain(imap4.IMAP4WithTimeout):  # type: ignore[misc]
+    def __init__(self, guard: HostGuard, host: str, port: int, timeout: float | None) -> None:
+        self._guard = guard
+        super().__init__(host, port, timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        return self._guard.connect(self.host, self.port, timeout or self._timeout)
+
+
+class _GuardedTls(tls.IMAP4_TLS):  # type: ignore[misc]
+    def __init__(
+        self,
+        guard: HostGuard,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        timeout: float | None,
+    ) -> None:
+        self._guard = guard
+        super().__init__(host, port, context, timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = self._guard.connect(self.host, self.port, timeout or self._timeout)
+        try:  # verified against the host name, whichever address was connected to
+            wrapped: socket.socket = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+            return wrapped
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _login_with_password(client: Any, login: PasswordLogin) -> None:
+    """LOGIN with both strings quoted, or AUTHENTICATE PLAIN for what LOGIN cannot carry.
+
+    imaplib quotes the password but sends the user name bare, so a name with a space or a
+    quote could never log in; it is quoted here (imaplib quotes the password itself).
+    Outside printable ASCII, LOGIN would need literals in a charset the server may not
+    share; SASL PLAIN is UTF-8 by definition (RFC 4616).
+    """
+    if LOGIN_SAFE.match(login.username) and LOGIN_SAFE.match(login.password):
+        _call("LOGIN", lambda: client.login(_quoted(login.username), login.password))
+        return
+    capabilities = tuple(_text(c).upper() for c in _call("CAPABILITY", client.capabilities))
+    if "AUTH=PLAIN" not in capabilities:
+        raise AuthenticationFailed(
+            "LOGIN: the user name or password has characters outside printable ASCII, which "
+            "IMAP LOGIN cannot carry, and the server does not offer AUTHENTICATE PLAIN: "
+            "use ASCII credentials (an app password)"
+        )
+    _call("AUTHENTICATE PLAIN", lambda: client.plain_login(login.username, login.password))
+
+
+def _quoted(text: str) -> str:
+    """An IMAP quoted string (RFC 3501): backslash and double quote escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _authenticate_oauth(client: Any, login: OAuthLogin) -> None:
     """AUTHENTICATE with the access token; the server's error challenge goes into the message.
 
@@ -542,8 +663,8 @@ def _authenticate_oauth(client: Any, login: OAuthLogin) -> None:
     except IMAPClientAbortError as exc:
         raise translate_error(exc, where) from exc
     except IMAPClientError as exc:  # NO or BAD: the token (or the account) was refused
-        detail = next((_text(c) for c in challenges if c), "")
-        message = str(exc)[:200] + (f"; server said {detail[:200]}" if detail else "")
+        detail = next((server_text(c) for c in challenges if c), "")
+        message = server_text(exc) + (f"; server said {detail}" if detail else "")
         raise _throttle_hint(message) or AuthenticationFailed(
             f"{where}: the server rejected the access token ({message})"
         ) from exc

@@ -48,3 +48,7 @@ def replayed_key(event_id: str) -> str:
 def oauth_flow_key(nonce: str) -> str:
     """One pending OAuth connect flow (its PKCE verifier, encrypted), taken once by the callback."""
     return f"{KEY_PREFIX}:oauth-flow:{nonce}"
+
+
+#: SCAN pattern of every pending OAuth connect flow (``keys rotate`` re-seals them).
+OAUTH_FLOW_PATTERN = oauth_flow_key("*")

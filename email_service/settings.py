@@ -636,8 +636,9 @@ VARIABLES: tuple[Variable, ...] = (
         "allow_private_hosts",
         _parse_bool,
         False,
-        "allow provider hosts that resolve to private, loopback or link-local addresses "
-        "(refused by default against server-side request forgery)",
+        "allow tenants' hosts (IMAP servers, OAuth token endpoints) that resolve to private, "
+        "loopback or link-local addresses (refused by default against server-side request "
+        "forgery, at every connection)",
     ),
 )
 

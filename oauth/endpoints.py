@@ -1,4 +1,12 @@
-"""Which OAuth client a provider uses: its own columns, else its preset and the settings (core)."""
+"""Which OAuth client a provider uses: its own columns, else its preset and the settings (core).
+
+The operator's app credentials (``EMAIL_SERVICE_OAUTH_GOOGLE_CLIENT_ID`` / ``_SECRET`` and the
+Microsoft pair) go only to the preset's own endpoints. A provider that names an endpoint of
+its own (``oauth_authorize_url`` or ``oauth_token_url`` other than the preset's) must carry
+its own client id, and, for google and microsoft, its own client secret: otherwise a tenant
+could have the service send the operator's secret to a server of the tenant's choosing.
+A provider's own client id always goes with its own secret (or none), never the app's.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ from email_service.errors import PermanentError
 from email_service.model import ProviderConfig
 from email_service.settings import Settings
 from oauth.client import OAuthClientConfig
-from providers.presets import preset_for
+from providers.presets import APP_CREDENTIAL_TYPES, ProviderPreset, preset_for
 
 
 def _app_credentials(provider_type: str, settings: Settings) -> tuple[str | None, str | None]:
@@ -16,6 +24,20 @@ def _app_credentials(provider_type: str, settings: Settings) -> tuple[str | None
     if provider_type == "microsoft":
         return settings.oauth_microsoft_client_id, settings.oauth_microsoft_client_secret
     return None, None
+
+
+def own_endpoints(provider: ProviderConfig, preset: ProviderPreset, tenant: str) -> list[str]:
+    """The provider's endpoint columns that name something other than its preset's."""
+    preset_authorize = preset.authorization_endpoint(tenant) if preset.authorize_url else None
+    preset_token = preset.token_endpoint(tenant) if preset.token_url else None
+    return [
+        name
+        for name, value, preset_value in (
+            ("oauth_authorize_url", provider.oauth.authorize_url, preset_authorize),
+            ("oauth_token_url", provider.oauth.token_url, preset_token),
+        )
+        if value and value != preset_value
+    ]
 
 
 def client_config(
@@ -29,8 +51,19 @@ def client_config(
         preset.authorization_endpoint(tenant) if preset.authorize_url else None
     )
     token_url = fields.token_url or (preset.token_endpoint(tenant) if preset.token_url else None)
+    own = own_endpoints(provider, preset, tenant)
+    if (
+        own
+        and provider.provider_type in APP_CREDENTIAL_TYPES
+        and not (fields.client_id and stored_client_secret)
+    ):
+        raise PermanentError(
+            f"provider {provider.id} has its own {' and '.join(own)}: it needs its own "
+            "oauth_client_id and client secret (the operator's app credentials go only to "
+            f"{provider.provider_type}'s own endpoints)"
+        )
     app_id, app_secret = _app_credentials(provider.provider_type, settings)
-    client_id = fields.client_id or app_id
+    client_id = fields.client_id or (None if own else app_id)
     missing = [
         name
         for name, value in (
@@ -42,7 +75,7 @@ def client_config(
     ]
     if missing or authorize_url is None or token_url is None or client_id is None:
         hint = ""
-        if provider.provider_type in {"google", "microsoft"}:
+        if provider.provider_type in APP_CREDENTIAL_TYPES and not own:
             hint = (
                 f" (or set EMAIL_SERVICE_OAUTH_{provider.provider_type.upper()}_CLIENT_ID "
                 "and _CLIENT_SECRET)"
@@ -60,4 +93,5 @@ def client_config(
         client_secret=client_secret,
         scopes=fields.scopes or preset.scopes,
         authorize_params=dict(preset.authorize_params),
+        allow_private_hosts=settings.allow_private_hosts,
     )

@@ -3,7 +3,8 @@
 ``imap`` is any IMAP server: password or OAuth2 with URLs and scopes configured per
 provider. ``google`` and ``microsoft`` fill in what their documentation publishes, so a
 tenant only supplies the client credentials (or the operator sets them once, see
-``EMAIL_SERVICE_OAUTH_GOOGLE_CLIENT_ID`` and friends).
+``EMAIL_SERVICE_OAUTH_GOOGLE_CLIENT_ID`` and friends, which are then used only with these
+endpoints).
 
 Limits are what the providers document or are widely reported to enforce, taken
 conservatively; the worker uses the smaller of a preset's limit and the operator's setting:
@@ -97,6 +98,10 @@ PRESETS: MappingProxyType[str, ProviderPreset] = MappingProxyType(
 )
 #: ``email_providers.provider_type`` values (DESIGN.md section 4).
 PROVIDER_TYPES = tuple(PRESETS)
+#: Presets the operator may give app credentials for (``EMAIL_SERVICE_OAUTH_<TYPE>_CLIENT_ID``
+#: and ``_SECRET``). Those go only to the preset's own endpoints: a provider of these types
+#: with an endpoint of its own brings its own client id and secret (``oauth.endpoints``).
+APP_CREDENTIAL_TYPES = frozenset({"google", "microsoft"})
 
 
 def preset_for(provider_type: str) -> ProviderPreset:

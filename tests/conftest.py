@@ -166,6 +166,8 @@ def environ(database_url: str, redis_url: str, stream: str) -> dict[str, str]:
         "IMAP_PROVIDER_REFRESH_MS": "300",
         "IMAP_RECONNECT_BASE_MS": "100",
         "IMAP_RECONNECT_MAX_MS": "1000",
+        # The test servers (Dovecot, fakes, the authorization server) are on loopback.
+        "IMAP_ALLOW_PRIVATE_HOSTS": "true",
     }
 
 

@@ -13,8 +13,11 @@ service and Dovecot use:
 
 Knobs for faults: ``fail_token_status`` (answer /token with that HTTP status and an HTML
 page), ``token_latency_s`` (answer that much later, normally), ``token_stall_s`` (answer
-that late with 504, touching no token, as a stalled gateway would), ``revoke_all()``.
-Everything it saw is counted.
+that late with 504, touching no token, as a stalled gateway would), ``revoke_all()``; and
+for hostile endpoints, ``token_reply`` (answer /token with this status, content type and
+body) and ``token_redirect`` (answer /token with a 307 to ``/internal``, which stands for a
+service inside the operator's network and records what reaches it). Everything it saw is
+counted, and the client id and secret of every /token request kept (``token_clients``).
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ class ServerLog:
     code_exchanges: int = 0
     introspections: list[Introspection] = field(default_factory=list)
     issued_refresh_tokens: list[str] = field(default_factory=list)
+    #: (client_id, client_secret) of every /token request, as sent.
+    token_clients: list[tuple[str, str]] = field(default_factory=list)
+    #: Every request that reached ``/internal`` (its form).
+    internal_requests: list[dict[str, str]] = field(default_factory=list)
 
 
 class OAuthTestServer:
@@ -72,6 +79,8 @@ class OAuthTestServer:
         self.fail_token_status: int | None = None
         self.token_latency_s = 0.0
         self.token_stall_s = 0.0
+        self.token_reply: tuple[int, str, str] | None = None
+        self.token_redirect = False
         self.log = ServerLog()
         self._lock = threading.Lock()
         self._codes: dict[str, dict[str, str]] = {}
@@ -115,6 +124,7 @@ class OAuthTestServer:
         app.router.add_get("/authorize", self._authorize)
         app.router.add_post("/token", self._token)
         app.router.add_post("/introspect", self._introspect)
+        app.router.add_post("/internal", self._internal)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -173,15 +183,23 @@ class OAuthTestServer:
         query = urlencode({"code": code, "state": q.get("state", "")})
         raise web.HTTPFound(f"{redirect_uri}?{query}")
 
-    def _client_ok(self, form: Any, request: web.Request) -> bool:
+    def _client_of(self, form: Any, request: web.Request) -> tuple[str, str]:
         client_id, secret = form.get("client_id"), form.get("client_secret")
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic "):
             client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
-        return bool(client_id == self.client_id and secret == self.client_secret)
+        return str(client_id or ""), str(secret or "")
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
+        client = self._client_of(form, request)
+        with self._lock:
+            self.log.token_clients.append(client)
+        if self.token_redirect:
+            raise web.HTTPTemporaryRedirect(f"{self.base_url}/internal")
+        if self.token_reply is not None:
+            status, content_type, body = self.token_reply
+            return web.Response(status=status, text=body, content_type=content_type)
         await asyncio.sleep(self.token_latency_s)
         stall = self.token_stall_s
         if stall:  # a stalled endpoint: the client gives up first; nothing is processed
@@ -198,7 +216,7 @@ class OAuthTestServer:
                 text="<html>unavailable</html>",
                 content_type="text/html",
             )
-        if not self._client_ok(form, request):
+        if client != (self.client_id, self.client_secret):
             return _oauth_error("invalid_client", status=401)
         with self._lock:
             if form.get("grant_type") == "authorization_code":
@@ -236,6 +254,12 @@ class OAuthTestServer:
             },
             headers={"Cache-Control": "no-store"},
         )
+
+    async def _internal(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        with self._lock:
+            self.log.internal_requests.append({k: str(v) for k, v in form.items()})
+        return web.json_response({"error": "internal-service-reply", "secret": "INTERNAL-DATA"})
 
     async def _introspect(self, request: web.Request) -> web.Response:
         form = await request.post()

@@ -5,8 +5,8 @@ imapclient blocks, so each call runs on a thread of a small pool of its own (the
 calls use asyncio's default pool, so slow mail servers cannot starve them). The host is
 resolved and checked by ``ssrf.decide_host`` right before connecting, every time: a name
 that was public when the provider was saved may point somewhere else now. (The connection
-itself resolves the name again, so a DNS answer that changes within those milliseconds is
-not caught: see docs/api.md.) On timeout the connection is cut from the event loop's side
+itself checks again and connects to the address it checked: ``outbound.HostGuard``.) On
+timeout the connection is cut from the event loop's side
 with ``ImapSession.interrupt``, so the thread ends at once instead of at its socket timeout.
 """
 
@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from email_service.api.problems import ApiProblem
-from email_service.api.ssrf import decide_host
 from email_service.api.views import (
     FolderListing,
     LiveCheck,
@@ -36,6 +35,7 @@ from email_service.errors import EmailServiceError, FolderMissing
 from email_service.imap_session import ConnectOptions, ImapSession, Login
 from email_service.model import ProviderConfig
 from email_service.settings import Settings
+from email_service.ssrf import decide_host
 
 T = TypeVar("T")
 
@@ -204,6 +204,7 @@ class ImapCalls:
             timeout_s=min(timeout_ms, self._settings.api_imap_timeout_ms) / 1000,
             keepalive=False,
             verify_tls=self._settings.tls_reject_unauthorized,
+            allow_private_hosts=self._settings.allow_private_hosts,
         )
 
     def _open(self, provider: ProviderConfig, login: Login, holder: _SessionHolder) -> ImapSession:

@@ -5,43 +5,46 @@ redirectUri?}``, keeps a new PKCE verifier in Redis (encrypted, 10 minutes) unde
 nonce, and answers ``{authUrl, state}``: the provider's consent page with S256 PKCE and
 a state signed over nonce, tenant, provider and redirect URI (``oauth.state``).
 
-``GET /api/email/oauth/imap/callback?code&state`` (reached by the browser, so no token;
-if a token is sent anyway its tenant must be the state's) verifies the state, takes the
-flow out of Redis (GETDEL: a state works once), exchanges the code with the verifier,
-stores the tokens (``store.oauth_grants.save_connected_grant``: the provider is
-connected, un-parked and its connections restart), and sends the browser to
-``EMAIL_SERVICE_OAUTH_UI_URL`` with ``providerId`` and ``status=connected`` (or answers
-JSON when no UI URL is set). Every refusal is a 4xx with a code saying why; no code,
-token or state is ever logged.
+``GET /api/email/oauth/imap/callback?code&state`` is forwarded by the UI with the token
+of the user who started the flow: the flow is bound to that party (the token's tenant and
+subject, kept in the flow), so a consent link sent to someone else cannot attach their
+mailbox to the sender's provider (docs/oauth.md says why a token and not a cookie). It
+verifies the state, reads the flow (one no key opens is refused, not used up), checks the
+caller, takes the flow (GETDEL: a state works once), exchanges the code with the verifier
+(the token URL checked again at this use, ``oauth.client``), stores the tokens
+(``store.oauth_grants.save_connected_grant``: the provider is connected, un-parked and its
+connections restart), and sends the browser to ``EMAIL_SERVICE_OAUTH_UI_URL`` with
+``providerId`` and ``status=connected`` (or answers JSON when no UI URL is set). Every
+refusal is a 4xx with a code saying why; no code, token or state is ever logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
-from email_service.api.auth import TENANT_HEADER
+from email_service.api.auth import Caller
 from email_service.api.parts import ApiParts, caller_of, parts_of
 from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields, provider_not_found
 from email_service.api.providers import read_json
 from email_service.api.validation import require_object, validate_provider_id
 from email_service.errors import (
+    HostRefused,
     OAuthRequestRejected,
     OAuthStateInvalid,
     PermanentError,
     ProviderNotFound,
     ReauthorizationRequired,
+    SecretUndecryptable,
     TokenEndpointUnavailable,
 )
 from email_service.model import AUTH_OAUTH2, ProviderConfig
-from email_service.redis_keys import oauth_flow_key
+from email_service.oauth_flows import OAuthFlowStore, PendingFlow
 from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens
 from oauth.client import OAuthClientConfig, authorization_url, exchange_code
 from oauth.endpoints import client_config
@@ -57,8 +60,9 @@ from oauth.timing import expires_at
 
 INITIATE_PATH = "/api/email/oauth/imap/initiate"
 CALLBACK_PATH = "/api/email/oauth/imap/callback"
-#: Routes outside ``/api/v1`` that still need a bearer token.
-AUTHENTICATED_PATHS = frozenset({INITIATE_PATH})
+#: Routes outside ``/api/v1`` that still need a bearer token: the callback's binds the flow
+#: to whoever started it.
+AUTHENTICATED_PATHS = frozenset({INITIATE_PATH, CALLBACK_PATH})
 #: Query parameters the callback accepts (RFC 6749 4.1.2 and 4.1.2.1).
 CALLBACK_QUERY = frozenset({"code", "state", "error", "error_description", "error_uri", "scope"})
 INITIATE_FIELDS = {
@@ -72,16 +76,6 @@ MAX_CODE_CHARS = 2048
 def add_routes(app: web.Application) -> None:
     app.router.add_post(INITIATE_PATH, initiate)
     app.router.add_get(CALLBACK_PATH, callback)
-
-
-@dataclass(frozen=True)
-class _Flow:
-    """What initiate keeps for the callback."""
-
-    tenant: str
-    provider_id: str
-    redirect_uri: str
-    code_verifier: str
 
 
 def _state_secret(parts: ApiParts) -> str:
@@ -138,8 +132,13 @@ async def _client_config(parts: ApiParts, provider: ProviderConfig) -> OAuthClie
         raise ApiProblem(409, "oauth_client_missing", str(exc)) from None
 
 
+def _flows(parts: ApiParts) -> OAuthFlowStore:
+    return OAuthFlowStore(parts.redis_client, parts.box)
+
+
 async def initiate(request: web.Request) -> web.Response:
-    parts, tenant = parts_of(request), caller_of(request).tenant
+    parts, caller = parts_of(request), caller_of(request)
+    tenant = caller.tenant
     key = _state_secret(parts)
     provider_id, redirect_uri = _validate_initiate(
         await read_json(request), parts.settings.oauth_redirect_uris
@@ -147,11 +146,8 @@ async def initiate(request: web.Request) -> web.Response:
     provider = await _oauth_provider(parts, tenant, provider_id)
     config = await _client_config(parts, provider)
     nonce, verifier = new_nonce(), new_code_verifier()
-    flow = json.dumps(
-        {"t": tenant, "p": provider_id, "r": redirect_uri, "v": verifier}, separators=(",", ":")
-    )
-    sealed = parts.box.encrypt(flow)
-    await asyncio.to_thread(parts.redis_client.set, oauth_flow_key(nonce), sealed, ex=STATE_TTL_S)
+    flow = PendingFlow(tenant, provider_id, redirect_uri, verifier, caller.subject)
+    await asyncio.to_thread(_flows(parts).save, nonce, flow, STATE_TTL_S)
     claims = StateClaims(nonce, tenant, provider_id, redirect_uri, int(time.time()) + STATE_TTL_S)
     state = sign_state(claims, key)
     url = authorization_url(config, redirect_uri=redirect_uri, state=state, code_verifier=verifier)
@@ -162,33 +158,47 @@ def _bad_state(reason: str, message: str, status: int = 400) -> ApiProblem:
     return ApiProblem(status, f"invalid_state_{reason}", message)
 
 
-async def _take_flow(parts: ApiParts, claims: StateClaims) -> _Flow:
-    raw = await asyncio.to_thread(parts.redis_client.getdel, oauth_flow_key(claims.nonce))
-    if raw is None:
-        raise _bad_state(
-            "used", "this connect flow was already completed or is unknown: start again"
-        )
-    body = json.loads(parts.box.decrypt(bytes(raw), name="oauth flow"))
-    flow = _Flow(str(body["t"]), str(body["p"]), str(body["r"]), str(body["v"]))
+def _used() -> ApiProblem:
+    return _bad_state("used", "this connect flow was already completed or is unknown: start again")
+
+
+async def _take_flow(parts: ApiParts, claims: StateClaims, caller: Caller) -> PendingFlow:
+    """The flow of ``claims``, taken for good once it is readable and the caller's own."""
+    if caller.tenant != claims.tenant:
+        raise _bad_state("tenant", "this connect flow was started by another tenant", 403)
+    flows = _flows(parts)
+    try:
+        flow = await asyncio.to_thread(flows.read, claims.nonce)
+    except SecretUndecryptable:
+        raise ApiProblem(
+            409,
+            "flow_unreadable",
+            "this connect flow was sealed with a key that is no longer in "
+            "EMAIL_SERVICE_SECRET_KEYS: start the connect flow again (or an operator adds "
+            "the key back)",
+        ) from None
+    if flow is None:
+        raise _used()
     if (flow.tenant, flow.provider_id, flow.redirect_uri) != (
         claims.tenant,
         claims.provider_id,
         claims.redirect_uri,
     ):
         raise _bad_state("mismatch", "the state does not belong to this connect flow")
-    return flow
-
-
-def _check_callback_caller(request: web.Request, claims: StateClaims) -> None:
-    """A callback that carries a token (a UI forwarding it) must come from the state's tenant."""
-    authorization = request.headers.get("Authorization")
-    if authorization is None:
-        return
-    caller = parts_of(request).verifier.verify(
-        authorization, request.headers.get(TENANT_HEADER), now_s=int(time.time())
-    )
-    if caller.tenant != claims.tenant:
-        raise _bad_state("tenant", "this connect flow was started by another tenant", 403)
+    if flow.subject != caller.subject:
+        raise _bad_state(
+            "caller",
+            "this connect flow was started by someone else: the user who started it must "
+            "finish it (the UI forwards the callback with that user's token)",
+            403,
+        )
+    try:
+        taken = await asyncio.to_thread(flows.take, claims.nonce)
+    except SecretUndecryptable:  # re-sealed meanwhile under a key this process lacks
+        taken = None
+    if taken is None:
+        raise _used()
+    return taken
 
 
 async def callback(request: web.Request) -> web.StreamResponse:
@@ -205,8 +215,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         claims = verify_state(state, key, now_s=time.time())
     except OAuthStateInvalid as exc:
         raise _bad_state(exc.reason, str(exc)) from None
-    _check_callback_caller(request, claims)
-    flow = await _take_flow(parts, claims)
+    flow = await _take_flow(parts, claims, caller_of(request))
     if "error" in query:
         return _finish(parts, claims.provider_id, {"error": "consent_refused"}, status=400)
     code = query.get("code", "")
@@ -226,6 +235,10 @@ async def callback(request: web.Request) -> web.StreamResponse:
         )
     except (ReauthorizationRequired, OAuthRequestRejected) as exc:
         raise ApiProblem(400, "code_rejected", f"the provider refused the code: {exc}") from None
+    except HostRefused as exc:
+        raise ApiProblem(
+            409, "token_endpoint_refused", f"{exc}; change the provider's token URL"
+        ) from None
     except TokenEndpointUnavailable as exc:
         raise ApiProblem(502, "token_endpoint_unavailable", str(exc)) from None
     if issued.refresh_token is None:

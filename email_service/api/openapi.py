@@ -670,9 +670,12 @@ def _paths() -> dict[str, Any]:
         CALLBACK_PATH: {
             "get": {
                 "operationId": "oauthCallback",
-                "summary": "Where the provider sends the browser back: stores the grant",
+                "summary": "Stores the grant: the UI forwards the provider's redirect here",
+                "description": "Called with the token of the user who started the flow "
+                "(its tenant and subject), so a consent link sent to someone else cannot "
+                "complete it; see docs/oauth.md.",
                 "tags": ["oauth"],
-                "security": [{}, {"bearerAuth": []}],
+                "security": [{"bearerAuth": []}],
                 "parameters": [
                     {"name": name, "in": "query", "required": name == "state", "schema": _STRING}
                     for name in sorted(CALLBACK_QUERY)

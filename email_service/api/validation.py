@@ -27,7 +27,7 @@ from email_service.model import (
     ProviderChanges,
     Security,
 )
-from providers.presets import PROVIDER_TYPES, preset_for
+from providers.presets import APP_CREDENTIAL_TYPES, PROVIDER_TYPES, preset_for
 
 #: Column sizes of ``email_providers`` / ``imap_email_provider_config`` (schema.py).
 MAX_NAME_CHARS = 255
@@ -242,7 +242,26 @@ def _check_login(values: Mapping[str, Any], problems: _Collector) -> dict[str, A
     if checked.get("authType", AUTH_PASSWORD) != AUTH_OAUTH2:
         for name in oauth_fields:
             problems.add(name, f"only with authType {AUTH_OAUTH2}")
+    _require_own_client(values, checked, problems)
     return checked
+
+
+def _require_own_client(
+    values: Mapping[str, Any], checked: Mapping[str, Any], problems: _Collector
+) -> None:
+    """A google/microsoft provider with an endpoint of its own brings its own client: the
+    operator's app credentials go only to the preset's endpoints (``oauth.endpoints``)."""
+    provider_type = checked.get("providerType", "imap")
+    own = [name for name in ("oauthAuthorizeUrl", "oauthTokenUrl") if name in checked]
+    if not own or provider_type not in APP_CREDENTIAL_TYPES:
+        return
+    for name in ("oauthClientId", "oauthClientSecret"):
+        if name not in values:
+            problems.add(
+                name,
+                f"required with {' and '.join(own)}: the operator's app credentials go "
+                f"only to the {provider_type} preset's own endpoints",
+            )
 
 
 def _is_web_url(value: str) -> bool:

@@ -16,6 +16,7 @@ from email_service.errors import (
     AuthenticationFailed,
     ConnectionLost,
     EmailServiceError,
+    HostRefused,
     HostUnresolvable,
     SecretUndecryptable,
     ServerThrottled,
@@ -78,7 +79,7 @@ def failure_stage(exc: EmailServiceError) -> str:
     match exc:
         case SecretUndecryptable():
             return "credentials"
-        case HostUnresolvable():
+        case HostUnresolvable() | HostRefused():
             return "resolve"
         case TlsVerificationFailed():
             return "tls"

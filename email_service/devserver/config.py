@@ -63,8 +63,12 @@ OAUTH2_TIMEOUT_MS = 5000
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@,=-]+$")
 
 #: User names Dovecot accepts with ``auth_username_format = %n`` and that are safe in a
-#: passwd-file line.
+#: passwd-file line and as an LMTP recipient.
 _SAFE_USER = re.compile(r"^[A-Za-z0-9._-]+$")
+#: User names that can log in (a passwd-file line and ``%n`` survive them), for tests of
+#: logins with spaces and quotes: no ``:`` (the field separator), ``@`` (``%n`` cuts there),
+#: ``/`` or ``%`` (the home path), backslash or control characters.
+_LOGIN_USER = re.compile(r"^[^:@/%\\\x00-\x1f\x7f]+$")
 
 
 @dataclass(frozen=True)
@@ -146,12 +150,20 @@ def check_user_name(name: str) -> None:
         )
 
 
+def passwd_key(name: str) -> str:
+    """The first field of ``name``'s passwd-file line: Dovecot escapes quotes in the expanded
+    user name before it looks the line up."""
+    if not _LOGIN_USER.match(name) or name != name.strip():
+        raise DevServerError(f"user name {name!r} cannot be a passwd-file user")
+    return name.replace("'", "\\'").replace('"', '\\"')
+
+
 def render_passwd_line(name: str, password: str) -> str:
     """One passwd-file line: the password in clear (``{PLAIN}``), uid/gid/home from defaults."""
-    check_user_name(name)
+    key = passwd_key(name)
     if any(ch in password for ch in ":\r\n\0"):
         raise DevServerError(f"the password of {name!r} contains ':', a newline or NUL")
-    return f"{name}:{{PLAIN}}{password}::::::\n"
+    return f"{key}:{{PLAIN}}{password}::::::\n"
 
 
 def _path(path: Path) -> str:
@@ -213,6 +225,9 @@ def _render_auth(spec: ConfigSpec) -> str:
         "disable_plaintext_auth = no\n"
         f"auth_mechanisms = {mechanisms}\n"
         "auth_username_format = %n\n"
+        # Any character in user names (the default set has no space or quote); the
+        # passwd-file writer refuses the ones that would break a line.
+        "auth_username_chars =\n"
         "auth_cache_size = 0\n"
         f"auth_failure_delay = {AUTH_FAILURE_DELAY_S} secs\n"
         "auth_verbose = yes\n"

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from email_service.devserver.config import Accounts, render_passwd_line
+from email_service.devserver.config import Accounts, passwd_key, render_passwd_line
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ def save_user(users_file: Path, name: str, password: str, accounts: Accounts) ->
     except FileNotFoundError:
         existing = []
         previous_mtime_s = 0
-    kept = [entry for entry in existing if entry.split(":", 1)[0] != name]
+    key = passwd_key(name)
+    kept = [entry for entry in existing if entry.split(":", 1)[0] != key]
     temporary = users_file.with_name(users_file.name + ".tmp")
     temporary.write_text("".join([*kept, line]))
     share_with_auth(temporary, accounts)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +68,6 @@ class ApiProcess:
             self.process.kill()
             self.process.wait(10)
         self.log.close()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ApiProcess | WorkerProcess]]:
-    started: list[ApiProcess | WorkerProcess] = []
-    yield started
-    for process in started:
-        if process.process.poll() is None:
-            process.kill()
 
 
 def test_api_without_jwt_settings_says_which_variable(environ: dict[str, str]) -> None:

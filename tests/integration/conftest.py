@@ -10,6 +10,16 @@ from sqlalchemy import Engine
 
 from email_service.store.engine import make_engine
 from email_service.store.migrate import upgrade_database
+from tests.integration.oauth_fixtures import (  # noqa: F401 - fixtures of the OAuth tests
+    mailbox,
+    make_worker,
+    oauth_api,
+    oauth_dovecot,
+    oauth_environ,
+    oauth_provider,
+    oauth_server,
+    oauth_server_instance,
+)
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -13,7 +13,7 @@ from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogi
 from email_service.model import ImapEndpoint, Security
 from tests.fake_imap import DEFAULT_REPLIES, FakeImapServer, fake_imap_server
 
-OPTIONS = ConnectOptions(timeout_s=5, keepalive=True, verify_tls=True)
+OPTIONS = ConnectOptions(timeout_s=5, keepalive=True, verify_tls=True, allow_private_hosts=True)
 
 
 def open_session(port: int) -> ImapSession:

@@ -1,196 +1,49 @@
 """OAuth2 end to end: a real authorization server (tests/oauth_server.py), Dovecot checking
 every XOAUTH2/OAUTHBEARER login against its introspection endpoint, real PostgreSQL and
-Redis, the real API and an in-process worker."""
+Redis, the real API and an in-process worker (fixtures: ``oauth_fixtures``)."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlencode, urlsplit
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import redis
-import requests
 from sqlalchemy import Engine, text
 
-from email_service.devserver.dovecot import DovecotServer, start_dovecot
-from email_service.model import (
-    AUTH_OAUTH2,
-    REAUTH_REQUIRED,
-    ImapEndpoint,
-    NewProvider,
-    OAuthFields,
-    ProviderConfig,
-    Security,
-)
+from email_service.devserver.dovecot import DovecotServer
+from email_service.model import REAUTH_REQUIRED, ProviderConfig
 from email_service.secretbox import SecretBox
-from email_service.settings import Settings
 from email_service.store.engine import make_engine
-from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens
+from email_service.store.oauth_grants import OAuthGrantStore
 from email_service.store.secrets import SecretStore
 from oauth.state import StateClaims, sign_state
 from oauth.tokens import TokenManager
 from tests.helpers import make_message, stream_events, subjects, unique, wait_for
-from tests.integration.api_harness import ApiHarness, api_environ
+from tests.integration.api_harness import ApiHarness
+from tests.integration.oauth_fixtures import (
+    REDIRECT_URI,
+    STATE_SECRET,
+    UI_URL,
+    add_oauth_provider,
+    callback,
+    code_for,
+    connect_through_api,
+    grant_directly,
+    grant_expired,
+    initiate,
+    oauth_settings,
+)
 from tests.integration.service import InProcessWorker
 from tests.oauth_server import OAuthTestServer
 
-STATE_SECRET = "state-secret-for-the-oauth-tests-0123456789"
-REDIRECT_URI = "https://ui.example.com/oauth/done"
-UI_URL = "https://ui.example.com/mailboxes"
-
-
-@pytest.fixture(scope="module")
-def oauth_server() -> Iterator[OAuthTestServer]:
-    server = OAuthTestServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _reset_server(oauth_server: OAuthTestServer) -> None:
-    oauth_server.access_ttl_s = 3600
-    oauth_server.fail_token_status = None
-    oauth_server.token_latency_s = 0.0
-    oauth_server.token_stall_s = 0.0
-
-
-@pytest.fixture(scope="module")
-def oauth_dovecot(
-    tmp_path_factory: pytest.TempPathFactory, oauth_server: OAuthTestServer
-) -> Iterator[DovecotServer]:
-    server = start_dovecot(
-        tmp_path_factory.mktemp("dovecot-oauth"),
-        oauth2_introspection_url=oauth_server.introspection_url,
-    )
-    yield server
-    server.stop()
-
 
 @pytest.fixture
-def mailbox(oauth_dovecot: DovecotServer, oauth_server: OAuthTestServer) -> str:
-    """A Dovecot user that the authorization server consents for."""
-    name = unique("oauser")
-    oauth_dovecot.add_user(name, unique("unused-password"))
-    oauth_server.consenting_user = name
-    return name
-
-
-@pytest.fixture
-def oauth_environ(environ: dict[str, str]) -> dict[str, str]:
-    return api_environ(
-        environ,
-        EMAIL_SERVICE_OAUTH_STATE_SECRET=STATE_SECRET,
-        EMAIL_SERVICE_OAUTH_REDIRECT_URIS=REDIRECT_URI + ",https://ui.example.com/other",
-        EMAIL_SERVICE_OAUTH_UI_URL=UI_URL,
-        IMAP_RECONNECT_BASE_MS="200",
-        IMAP_RECONNECT_MAX_MS="1500",
-    )
-
-
-def _settings(environ: dict[str, str], **extra: str) -> Settings:
-    return Settings.from_env({**environ, **extra}, default_worker_id=unique("worker"))
-
-
-@pytest.fixture
-def make_worker(oauth_environ: dict[str, str]) -> Iterator[Callable[..., InProcessWorker]]:
-    """In-process workers with extra settings; all closed at the end of the test."""
-    made: list[InProcessWorker] = []
-
-    def make(**extra: str) -> InProcessWorker:
-        made.append(InProcessWorker(_settings(oauth_environ, **extra)))
-        return made[-1]
-
-    yield make
-    for worker in made:
-        worker.close()
-
-
-@pytest.fixture
-def api(oauth_environ: dict[str, str]) -> Iterator[ApiHarness]:
-    harness = ApiHarness(_settings(oauth_environ))
-    yield harness
-    harness.close()
-
-
-def add_oauth_provider(
-    worker: InProcessWorker,
-    tenant: str,
-    dovecot: DovecotServer,
-    server: OAuthTestServer,
-    username: str,
-) -> ProviderConfig:
-    parts = worker.parts
-    provider_id = parts.providers.add_provider(
-        NewProvider(
-            tenant=tenant,
-            name="Support (OAuth)",
-            mailbox=f"{username}@localhost",
-            endpoint=ImapEndpoint(
-                "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
-            ),
-            username=username,
-            auth_type=AUTH_OAUTH2,
-            oauth=OAuthFields(
-                authorize_url=server.authorize_url,
-                token_url=server.token_url,
-                client_id=server.client_id,
-                scopes=("mail",),
-            ),
-        )
-    )
-    provider = parts.providers.find_provider(provider_id, tenant)
-    parts.secrets.save_secret(tenant, provider.client_secret_name(), server.client_secret)
-    return provider
-
-
-def grant_expired(
-    worker: InProcessWorker, provider: ProviderConfig, server: OAuthTestServer
-) -> tuple[str, str]:
-    """Store a grant whose access token expired five minutes ago; return (access, refresh)."""
-    access, refresh = server.issue_grant()
-    past = datetime.now(UTC) - timedelta(minutes=5)
-    OAuthGrantStore(worker.parts.engine, worker.parts.secrets).save_connected_grant(
-        provider.tenant, provider.id, StoredTokens(access, refresh, past, past)
-    )
-    return access, refresh
-
-
-def grant_directly(
-    worker: InProcessWorker, provider: ProviderConfig, server: OAuthTestServer
-) -> None:
-    """Store a grant as the callback would (for tests about what happens after connecting)."""
-    access, refresh = server.issue_grant()
-    now = datetime.now(UTC)
-    OAuthGrantStore(worker.parts.engine, worker.parts.secrets).save_connected_grant(
-        provider.tenant,
-        provider.id,
-        StoredTokens(access, refresh, now + timedelta(seconds=server.access_ttl_s), now),
-    )
-
-
-def connect_through_api(api: ApiHarness, tenant: str, provider_id: str) -> requests.Response:
-    """initiate → the authorization server (consents at once) → our callback."""
-    started = api.call(
-        "POST",
-        "/api/email/oauth/imap/initiate",
-        tenant=tenant,
-        json_body={"providerId": provider_id},
-    )
-    assert started.status == 200, started
-    auth_url = started.json()["authUrl"]
-    consent = requests.get(auth_url, allow_redirects=False, timeout=10)
-    assert consent.status_code == 302, consent.text
-    back = urlsplit(consent.headers["Location"])
-    assert f"{back.scheme}://{back.netloc}{back.path}" == REDIRECT_URI
-    return requests.get(
-        f"{api.base_url}/api/email/oauth/imap/callback?{back.query}",
-        allow_redirects=False,
-        timeout=30,
-    )
+def api(oauth_api: ApiHarness) -> ApiHarness:
+    return oauth_api
 
 
 def deliver(dovecot: DovecotServer, user: str, subject: str) -> None:
@@ -267,7 +120,7 @@ def test_created_through_the_api_connected_through_the_flow_then_published(
 def test_an_oauth_token_url_must_be_https_and_public_unless_private_hosts_are_allowed(
     oauth_environ: dict[str, str], tenant: str
 ) -> None:
-    harness = ApiHarness(_settings(oauth_environ, IMAP_ALLOW_PRIVATE_HOSTS="false"))
+    harness = ApiHarness(oauth_settings(oauth_environ, IMAP_ALLOW_PRIVATE_HOSTS="false"))
     try:
         body = {
             "name": "X",
@@ -276,6 +129,8 @@ def test_an_oauth_token_url_must_be_https_and_public_unless_private_hosts_are_al
             "providerType": "microsoft",
             "host": "93.184.216.34",  # a public literal: no DNS in tests
             "authType": "oauth2",
+            "oauthClientId": "own-client",  # an own token URL needs an own client
+            "oauthClientSecret": "own-client-secret",
         }
         for url, problem in (
             ("http://login.example.com/token", "expected an https URL"),
@@ -474,76 +329,42 @@ def test_token_endpoint_down_is_transient_and_publishing_resumes(
 # -- the state of the connect flow ------------------------------------------------------
 
 
-def _initiate(api: ApiHarness, tenant: str, provider_id: str) -> dict[str, str]:
-    reply = api.call(
-        "POST",
-        "/api/email/oauth/imap/initiate",
-        tenant=tenant,
-        json_body={"providerId": provider_id},
-    )
-    assert reply.status == 200, reply
-    result: dict[str, str] = reply.json()
-    return result
-
-
-def _code_for(started: dict[str, str]) -> str:
-    consent = requests.get(started["authUrl"], allow_redirects=False, timeout=10)
-    return parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
-
-
-def _callback(
-    api: ApiHarness, code: str, state: str, *, tenant: str | None = None
-) -> tuple[int, str]:
-    query = urlencode({"code": code, "state": state})
-    reply = api.call("GET", f"/api/email/oauth/imap/callback?{query}", tenant=tenant)
-    body = reply.json() if reply.status >= 400 else {}
-    return reply.status, str(body.get("error", ""))
-
-
-@pytest.fixture
-def oauth_provider(
-    worker: InProcessWorker,
-    oauth_dovecot: DovecotServer,
-    oauth_server: OAuthTestServer,
-    mailbox: str,
-    tenant: str,
-) -> ProviderConfig:
-    return add_oauth_provider(worker, tenant, oauth_dovecot, oauth_server, mailbox)
-
-
 def test_tampered_state_is_rejected(api: ApiHarness, oauth_provider: ProviderConfig) -> None:
-    started = _initiate(api, oauth_provider.tenant, oauth_provider.id)
+    tenant = oauth_provider.tenant
+    started = initiate(api, tenant, oauth_provider.id)
     payload, signature = started["state"].split(".")
     forged = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1] + "." + signature
-    assert _callback(api, _code_for(started), forged) == (400, "invalid_state_bad_signature")
-    assert _callback(api, "x", "not-a-state") == (400, "invalid_state_malformed")
+    bad_signature = (400, "invalid_state_bad_signature")
+    assert callback(api, code_for(started), forged, tenant=tenant) == bad_signature
+    assert callback(api, "x", "not-a-state", tenant=tenant) == (400, "invalid_state_malformed")
 
 
 def test_expired_state_is_rejected(api: ApiHarness, oauth_provider: ProviderConfig) -> None:
-    started = _initiate(api, oauth_provider.tenant, oauth_provider.id)
-    claims = StateClaims(
-        "n", oauth_provider.tenant, oauth_provider.id, REDIRECT_URI, int(time.time()) - 1
-    )
+    tenant = oauth_provider.tenant
+    started = initiate(api, tenant, oauth_provider.id)
+    claims = StateClaims("n", tenant, oauth_provider.id, REDIRECT_URI, int(time.time()) - 1)
     expired = sign_state(claims, STATE_SECRET)
-    assert _callback(api, _code_for(started), expired) == (400, "invalid_state_expired")
+    expected = (400, "invalid_state_expired")
+    assert callback(api, code_for(started), expired, tenant=tenant) == expected
 
 
 def test_replayed_state_is_rejected(api: ApiHarness, oauth_provider: ProviderConfig) -> None:
-    started = _initiate(api, oauth_provider.tenant, oauth_provider.id)
-    code = _code_for(started)
-    assert _callback(api, code, started["state"]) == (302, "")
-    assert _callback(api, code, started["state"]) == (400, "invalid_state_used")
+    tenant = oauth_provider.tenant
+    started = initiate(api, tenant, oauth_provider.id)
+    code = code_for(started)
+    assert callback(api, code, started["state"], tenant=tenant) == (302, "")
+    assert callback(api, code, started["state"], tenant=tenant) == (400, "invalid_state_used")
 
 
 def test_state_from_another_tenant_is_rejected(
     api: ApiHarness, oauth_provider: ProviderConfig
 ) -> None:
-    started = _initiate(api, oauth_provider.tenant, oauth_provider.id)
-    status, error = _callback(api, _code_for(started), started["state"], tenant=str(uuid.uuid4()))
+    started = initiate(api, oauth_provider.tenant, oauth_provider.id)
+    status, error = callback(api, code_for(started), started["state"], tenant=str(uuid.uuid4()))
     assert (status, error) == (403, "invalid_state_tenant")
     # the same flow from its own tenant still works: the refusal did not consume it
     assert (
-        _callback(api, _code_for(started), started["state"], tenant=oauth_provider.tenant)[0] == 302
+        callback(api, code_for(started), started["state"], tenant=oauth_provider.tenant)[0] == 302
     )
 
 

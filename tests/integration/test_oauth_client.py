@@ -7,7 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from email_service.errors import ReauthorizationRequired, TokenEndpointUnavailable
+from email_service.errors import (
+    HostRefused,
+    OAuthRequestRejected,
+    ReauthorizationRequired,
+    TokenEndpointUnavailable,
+)
 from oauth.client import OAuthClientConfig, refresh_access_token
 from tests.oauth_server import OAuthTestServer
 
@@ -20,7 +25,11 @@ def server() -> Iterator[OAuthTestServer]:
 
 
 def config(
-    server: OAuthTestServer, *, token_url: str | None = None, secret: str | None = None
+    server: OAuthTestServer,
+    *,
+    token_url: str | None = None,
+    secret: str | None = None,
+    allow_private_hosts: bool = True,
 ) -> OAuthClientConfig:
     return OAuthClientConfig(
         authorize_url=server.authorize_url,
@@ -28,6 +37,7 @@ def config(
         client_id=server.client_id,
         client_secret=secret or server.client_secret,
         scopes=("mail",),
+        allow_private_hosts=allow_private_hosts,  # the test server is on loopback
     )
 
 
@@ -75,3 +85,30 @@ def test_an_unreachable_or_stalled_endpoint_is_transient(server: OAuthTestServer
             refresh_access_token(config(server), refresh_token="rt", timeout_s=0.3)
     finally:
         server.token_stall_s = 0.0
+
+
+def test_a_refresh_is_checked_at_every_use_and_never_follows_a_redirect(
+    server: OAuthTestServer,
+) -> None:
+    _access, refresh = server.issue_grant()
+    exchanges = len(server.log.token_clients)
+    on_loopback = config(server, token_url=server.token_url.replace("127.0.0.1", "localhost"))
+    for refused in (
+        config(server, allow_private_hosts=False),  # plain http: refused before resolving
+        config(
+            server,
+            token_url=on_loopback.token_url.replace("http:", "https:"),
+            allow_private_hosts=False,
+        ),
+    ):
+        with pytest.raises(HostRefused):
+            refresh_access_token(refused, refresh_token=refresh, timeout_s=5)
+    assert len(server.log.token_clients) == exchanges  # nothing was sent
+    server.token_redirect = True
+    try:
+        with pytest.raises(OAuthRequestRejected, match="redirect"):
+            refresh_access_token(config(server), refresh_token=refresh, timeout_s=5)
+    finally:
+        server.token_redirect = False
+    assert server.log.internal_requests == []
+    assert refresh in server.live_refresh_tokens()

@@ -33,7 +33,9 @@ def test_imap_sockets_send_each_command_at_once(
     session = ImapSession.open(
         ImapEndpoint("localhost", port, security, tls_ca_file=str(imap_server.ca_file)),
         PasswordLogin(imap_user.name, imap_user.password),
-        ConnectOptions(timeout_s=10, keepalive=keepalive, verify_tls=True),
+        ConnectOptions(
+            timeout_s=10, keepalive=keepalive, verify_tls=True, allow_private_hosts=True
+        ),
     )
     try:
         sock = session._client.socket()

@@ -167,6 +167,74 @@ def test_google_provider_uses_the_preset_and_the_operators_app() -> None:
     assert (own.client_id, own.client_secret) == ("own", "own-secret")
 
 
+APP = {
+    "EMAIL_SERVICE_OAUTH_GOOGLE_CLIENT_ID": "app-id",
+    "EMAIL_SERVICE_OAUTH_GOOGLE_CLIENT_SECRET": "app-secret",
+    "EMAIL_SERVICE_OAUTH_MICROSOFT_CLIENT_ID": "app-id",
+    "EMAIL_SERVICE_OAUTH_MICROSOFT_CLIENT_SECRET": "app-secret",
+}
+TENANT_TOKEN_URL = "https://login.tenant.example/token"
+
+
+@pytest.mark.parametrize(
+    ("provider_type", "fields", "stored_secret", "expected"),
+    [
+        ("google", OAuthFields(), None, ("app-id", "app-secret")),
+        ("microsoft", OAuthFields(), None, ("app-id", "app-secret")),
+        (  # the preset's own URL written into the column is still the preset's
+            "google",
+            OAuthFields(token_url="https://oauth2.googleapis.com/token"),
+            None,
+            ("app-id", "app-secret"),
+        ),
+        ("google", OAuthFields(token_url=TENANT_TOKEN_URL), None, "oauth_token_url"),
+        (
+            "google",
+            OAuthFields(authorize_url="https://login.tenant.example/auth"),
+            None,
+            "oauth_authorize_url",
+        ),
+        ("microsoft", OAuthFields(token_url=TENANT_TOKEN_URL), None, "oauth_token_url"),
+        (  # its own id, but the app's secret would go with it: refused too
+            "google",
+            OAuthFields(token_url=TENANT_TOKEN_URL, client_id="own"),
+            None,
+            "oauth_token_url",
+        ),
+        (
+            "google",
+            OAuthFields(token_url=TENANT_TOKEN_URL, client_id="own"),
+            "own-secret",
+            ("own", "own-secret"),
+        ),
+    ],
+    ids=[
+        "google-preset",
+        "microsoft-preset",
+        "preset-url-spelled-out",
+        "own-token-url",
+        "own-authorize-url",
+        "microsoft-own-token-url",
+        "own-id-without-secret",
+        "own-id-and-secret",
+    ],
+)
+def test_the_operators_app_goes_only_to_the_presets_endpoints(
+    provider_type: str,
+    fields: OAuthFields,
+    stored_secret: str | None,
+    expected: tuple[str, str] | str,
+) -> None:
+    settings = Settings.from_env(APP)
+    if isinstance(expected, str):
+        with pytest.raises(PermanentError, match=expected) as raised:
+            client_config(provider(provider_type, fields), settings, stored_secret)
+        assert "app-secret" not in str(raised.value)
+        return
+    config = client_config(provider(provider_type, fields), settings, stored_secret)
+    assert (config.client_id, config.client_secret) == expected
+
+
 def test_a_generic_provider_without_urls_says_what_is_missing() -> None:
     with pytest.raises(PermanentError, match="oauth_authorize_url, oauth_token_url"):
         client_config(provider("imap", OAuthFields(client_id="c")), Settings.from_env({}), None)

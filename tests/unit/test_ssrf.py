@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from email_service.api.ssrf import AddressKind, classify_address, decide_host
+from email_service.ssrf import AddressKind, classify_address, decide_host, decide_token_url
 
 CASES = [
     ("93.184.216.34", AddressKind.PUBLIC),
@@ -82,3 +82,22 @@ def test_decide_host(addresses: list[str], allow_private: bool, refused_as: str 
 def test_refusal_of_a_private_host_says_how_to_allow_it() -> None:
     reason = decide_host(["10.0.0.5"], allow_private=False)
     assert reason is not None and "IMAP_ALLOW_PRIVATE_HOSTS" in reason
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_private", "refused"),
+    [
+        ("https://login.example.com/token", False, None),
+        ("http://login.example.com/token", False, "https"),
+        ("http://127.0.0.1:8080/token", True, None),
+        ("ftp://login.example.com/token", True, "https"),
+        ("https:///token", False, "https"),
+        ("https://login.example.com:99999/token", False, "valid URL"),
+    ],
+    ids=["https", "http-refused", "http-when-private-allowed", "ftp", "no-host", "bad-port"],
+)
+def test_token_urls_are_https_unless_private_hosts_are_allowed(
+    url: str, allow_private: bool, refused: str | None
+) -> None:
+    reason = decide_token_url(url, allow_private=allow_private)
+    assert reason is None if refused is None else refused in (reason or "")
