@@ -33,6 +33,7 @@ from email_service.fair_share import (
 )
 from email_service.folder_sync import ListenerContext
 from email_service.http_health import run_health_server
+from email_service.http_server import HttpLimits
 from email_service.listener import FolderListener
 from email_service.logins import LoginSource
 from email_service.metrics import Metrics
@@ -352,6 +353,7 @@ def run_worker(settings: Settings, *, http_port: int) -> None:
             engine=parts.engine,
             redis_client=parts.listener_context.publisher.client,
             metrics=parts.listener_context.metrics,
+            limits=HttpLimits.from_settings(settings),
         )
         try:
             await stop.wait()

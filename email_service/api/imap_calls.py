@@ -43,6 +43,9 @@ T = TypeVar("T")
 #: only bounds how many such calls run at once across tenants; the rest wait their turn.
 IMAP_THREADS = 8
 
+#: Socket timeouts of a call run this much past its deadline, so the deadline is what ends it.
+DEADLINE_MARGIN_MS = 1000
+
 #: Resolves a host name to its addresses (text form); empty when it does not resolve.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -200,8 +203,12 @@ class ImapCalls:
 
     def _options(self, provider: ProviderConfig) -> ConnectOptions:
         timeout_ms = provider.endpoint.timeout_ms or self._settings.connection_timeout_ms
+        if timeout_ms >= self._settings.api_imap_timeout_ms:
+            # The call's deadline decides (504, stage timeout), not a socket timeout that
+            # would end at nearly the same moment and answer 502 instead.
+            timeout_ms = self._settings.api_imap_timeout_ms + DEADLINE_MARGIN_MS
         return ConnectOptions(
-            timeout_s=min(timeout_ms, self._settings.api_imap_timeout_ms) / 1000,
+            timeout_s=timeout_ms / 1000,
             keepalive=False,
             verify_tls=self._settings.tls_reject_unauthorized,
         )

@@ -50,6 +50,7 @@ from email_service.errors import (
 )
 from email_service.imap_session import Login
 from email_service.model import KEEP, ProviderConfig
+from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 
 #: JSON media types accepted for request bodies.
 JSON_TYPES = ("application/json",)
@@ -93,23 +94,10 @@ async def create_provider(request: web.Request) -> web.Response:
     ):
         if url is not None:
             await _require_usable_url(request, name, url)
-    new = valid.to_new_provider(tenant)
-
-    def create() -> str:
-        provider_id = parts.providers.add_provider(new)
-        try:
-            if valid.password is not None:
-                parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", valid.password)
-            if valid.client_secret is not None:
-                parts.secrets.save_secret(
-                    tenant, f"imap_oauth_client_secret_{provider_id}", valid.client_secret
-                )
-        except BaseException:
-            parts.providers.remove_provider(provider_id, tenant)
-            raise
-        return provider_id
-
-    provider_id = await asyncio.to_thread(create)
+    secrets = ProviderSecrets(password=valid.password, client_secret=valid.client_secret)
+    provider_id = await asyncio.to_thread(
+        _admin(request).create, valid.to_new_provider(tenant), secrets
+    )
     record = await asyncio.to_thread(parts.providers.load_record, provider_id, tenant)
     return web.json_response(
         provider_view(record),
@@ -134,12 +122,9 @@ async def update_provider(request: web.Request) -> web.Response:
         port = changes.port if changes.port is not KEEP else current.config.endpoint.port
         await _require_usable_host(request, changes.host, port)
 
-    def update() -> None:
-        if patch.password is not None:
-            parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", patch.password)
-        parts.providers.update_provider(provider_id, tenant, changes)
-
-    await asyncio.to_thread(update)
+    await asyncio.to_thread(
+        _admin(request).change, provider_id, tenant, changes, ProviderSecrets(patch.password)
+    )
     record = await asyncio.to_thread(parts.providers.load_record, provider_id, tenant)
     return web.json_response(provider_view(record))
 
@@ -284,6 +269,16 @@ def _accepted(
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _admin(request: web.Request) -> ProviderAdmin:
+    parts = parts_of(request)
+    return ProviderAdmin(
+        parts.engine,
+        parts.providers,
+        parts.secrets,
+        max_providers_per_tenant=parts.settings.max_providers_per_tenant,
+    )
+
+
 def _provider_id(request: web.Request) -> str:
     provider_id = request.match_info["providerId"]
     if not validate_provider_id(provider_id):
@@ -377,6 +372,8 @@ async def read_json(
         body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError):
         raise ApiProblem(400, "invalid_json", "the body is not valid JSON") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise ApiProblem(400, "invalid_json", "the body is nested too deeply") from None
     if body is None:
         raise ApiProblem(400, "invalid_body", "the request body must be a JSON object")
     if empty_only and body != {}:

@@ -50,6 +50,9 @@ MAX_SCOPE_CHARS = 200
 MAX_URL_CHARS = 2000
 #: Tenant ids come from tokens; the column is String(255).
 MAX_TENANT_CHARS = 255
+#: Longest unknown field or parameter name quoted back in an error: enough to recognise a
+#: typo, never a 60 KB key returned whole.
+MAX_QUOTED_NAME_CHARS = 64
 
 #: Printable text without leading or trailing blanks: names, user names.
 TEXT_PATTERN = r"^[^\u0000-\u0020\u007f]([^\u0000-\u001f\u007f]*[^\u0000-\u0020\u007f])?$"
@@ -212,7 +215,7 @@ def _check_login(values: Mapping[str, Any], problems: _Collector) -> dict[str, A
     for name, value in values.items():
         if name not in CREATE_ONLY:
             continue
-        ok = isinstance(value, str) and 0 < len(value) <= MAX_URL_CHARS
+        ok = isinstance(value, str) and 0 < len(value) <= MAX_URL_CHARS and is_utf8(value)
         if name == "providerType":
             ok = isinstance(value, str) and value in PROVIDER_TYPES
         elif name == "authType":
@@ -247,15 +250,31 @@ def _check_login(values: Mapping[str, Any], problems: _Collector) -> dict[str, A
 
 
 def _is_web_url(value: str) -> bool:
+    """An absolute http(s) URL with a host, a port (if any) from 1 to 65535, no user
+    information (``user:password@``, even with an empty user) and no fragment."""
+    if not value.isprintable() or " " in value or not is_utf8(value):
+        return False
     parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:  # ":99999", ":abc", ":-1"
+        return False
     return (
         parts.scheme in {"https", "http"}
         and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and port != 0
         and not parts.fragment
-        and not parts.username
-        and value.isprintable()
-        and " " not in value
     )
+
+
+def is_utf8(value: str) -> bool:
+    """Whether ``value`` can be stored: JSON allows lone surrogates (``\\ud800``), UTF-8 not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_update(body: Any) -> ProviderPatch:
@@ -293,7 +312,7 @@ def validate_resync(body: Any, configured: Sequence[str]) -> tuple[str, ...] | N
     problems = _Collector()
     for key in values:
         if key != "folders":
-            problems.add(key, "unknown field; accepted: folders")
+            problems.add(quoted_name(key), "unknown field; accepted: folders")
     folders: tuple[str, ...] | None = None
     if "folders" in values:
         checked = _check_folders(values["folders"], problems, "folders")
@@ -343,7 +362,14 @@ def _check_keys(values: Mapping[str, Any], problems: _Collector, *, create: bool
         elif key in CREATE_ONLY and not create:
             problems.add(key, "set only when the provider is created")
         elif key not in ACCEPTED and not (create and key in CREATE_ONLY):
-            problems.add(key, "unknown field; accepted: " + ", ".join(ACCEPTED))
+            problems.add(quoted_name(key), "unknown field; accepted: " + ", ".join(ACCEPTED))
+
+
+def quoted_name(name: str) -> str:
+    """A name the client sent, as an error quotes it: at most ``MAX_QUOTED_NAME_CHARS``."""
+    if len(name) <= MAX_QUOTED_NAME_CHARS:
+        return name
+    return name[: MAX_QUOTED_NAME_CHARS - 3] + "..."
 
 
 def _check_values(values: Mapping[str, Any], problems: _Collector) -> dict[str, Any]:
@@ -371,6 +397,7 @@ def _check_text(pattern: str, max_chars: int) -> Any:
             not isinstance(value, str)
             or not 0 < len(value) <= max_chars
             or re.fullmatch(pattern, value) is None
+            or not is_utf8(value)
         ):
             problems.add(name, "expected " + ACCEPTED[name])
             return _INVALID
@@ -433,6 +460,7 @@ def _check_folders(value: Any, problems: _Collector, name: str) -> Any:
             not isinstance(folder, str)
             or not 0 < len(folder) <= MAX_FOLDER_CHARS
             or re.fullmatch(FOLDER_PATTERN, folder) is None
+            or not is_utf8(folder)
         ):
             problems.add(
                 item,
