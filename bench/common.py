@@ -185,6 +185,17 @@ def add_providers(
 # -- the worker process ------------------------------------------------------------------
 
 
+def start_service(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``email-service <args>`` as a subprocess, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "email_service", *args],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @dataclass
 class WorkerProcess:
     """``email-service worker`` as a subprocess, with its /metrics port."""
@@ -197,13 +208,7 @@ class WorkerProcess:
     def start(cls, env: dict[str, str], log: Path) -> WorkerProcess:
         port = free_port()
         started = time.monotonic()
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "email_service", "worker", "--http-port", str(port)],
-                env={**os.environ, **env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        process = start_service(["worker", "--http-port", str(port)], env, log)
         return cls(process, port, started)
 
     def alive(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from email_service.api.imap_calls import MAX_LIST_BYTES, MAX_LISTED_FOLDERS
 from email_service.api.oauth_connect import (
     CALLBACK_PATH,
     CALLBACK_QUERY,
@@ -309,6 +310,12 @@ def _schemas() -> dict[str, Any]:
                 "foldersFound": _STRINGS,
                 "missingFolders": _STRINGS,
                 "elapsedMs": _COUNT,
+                "foldersTruncated": {
+                    "type": "boolean",
+                    "description": f"the server lists more than {MAX_LISTED_FOLDERS} folders: "
+                    "`foldersFound` holds the first of them (configured folders are still "
+                    "checked, one by one)",
+                },
             }
         ),
         "Folder": _object(
@@ -323,7 +330,16 @@ def _schemas() -> dict[str, Any]:
             }
         ),
         "FolderList": _object(
-            {"providerId": _STRING, "folders": {"type": "array", "items": _ref("Folder")}}
+            {
+                "providerId": _STRING,
+                "folders": {"type": "array", "items": _ref("Folder")},
+                "truncated": {
+                    "type": "boolean",
+                    "description": f"the server lists more than {MAX_LISTED_FOLDERS} folders "
+                    f"(or more than {MAX_LIST_BYTES // (1024 * 1024)} MiB of them): `folders` "
+                    "holds the ones read before the listing was cut off",
+                },
+            }
         ),
         "Cursor": _object({"uidValidity": _UID, "lastUid": _UID, "updatedAt": _nullable(_TIME)}),
         "ServerFolder": _object(
@@ -557,7 +573,11 @@ def _paths() -> dict[str, Any]:
                 "listFolders",
                 "The mailbox's folder tree, to choose folders from (rate limited, time bound)",
                 {
-                    "200": _json("FolderList", "every folder the server lists"),
+                    "200": _json(
+                        "FolderList",
+                        f"the folders the server lists (at most {MAX_LISTED_FOLDERS}: see "
+                        "`truncated`)",
+                    ),
                     **_errors(404, 409, 422, 429, 502, 504),
                 },
                 parameters=[_PROVIDER_ID],

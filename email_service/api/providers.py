@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -51,6 +52,8 @@ from email_service.errors import (
 from email_service.imap_session import Login
 from email_service.model import KEEP, ProviderConfig
 from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
+
+T = TypeVar("T")
 
 #: JSON media types accepted for request bodies.
 JSON_TYPES = ("application/json",)
@@ -154,7 +157,7 @@ async def check_connection(request: web.Request) -> web.Response:
             elapsed_ms=0,
         )
     else:
-        outcome = await parts_of(request).imap.probe(provider, login)
+        outcome = await _counted(request, "test", parts_of(request).imap.probe(provider, login))
     _count_imap_call(request, "test", "ok" if outcome.ok else "failed")
     return web.json_response(probe_view(outcome))
 
@@ -168,15 +171,25 @@ async def list_folders(request: web.Request) -> web.Response:
             "credentials_unavailable",
             MISSING_CREDENTIALS_MESSAGE,
         )
-    try:
-        listing = await parts_of(request).imap.list_folders(provider, login)
-    except ApiProblem:
-        _count_imap_call(request, "folders", "failed")
-        raise
+    imap = parts_of(request).imap
+    listing = await _counted(request, "folders", imap.list_folders(provider, login))
     _count_imap_call(request, "folders", "ok")
     return web.json_response(
-        {"providerId": provider.id, "folders": folders_view(listing, provider.folders)}
+        {
+            "providerId": provider.id,
+            "folders": folders_view(listing.folders, provider.folders),
+            "truncated": listing.truncated,
+        }
     )
+
+
+async def _counted(request: web.Request, kind: str, call: Awaitable[T]) -> T:
+    """``call``'s result; an ``ApiProblem`` it raises is counted (``rate_limited`` for 429)."""
+    try:
+        return await call
+    except ApiProblem as problem:
+        _count_imap_call(request, kind, "rate_limited" if problem.status == 429 else "failed")
+        raise
 
 
 async def provider_status(request: web.Request) -> web.Response:
@@ -201,7 +214,7 @@ async def provider_status(request: web.Request) -> web.Response:
                 "credentials_unavailable",
                 MISSING_CREDENTIALS_MESSAGE,
             )
-        live_check = await parts.imap.check_folders(provider, login)
+        live_check = await _counted(request, "status", parts.imap.check_folders(provider, login))
         _count_imap_call(request, "status", "failed" if live_check.error else "ok")
     body = status_view(
         status,

@@ -39,6 +39,15 @@ class FolderListing:
 
 
 @dataclass(frozen=True)
+class FolderListings:
+    """A server's folders, and whether the listing stopped at ``limit`` (or its byte bound)."""
+
+    folders: tuple[FolderListing, ...]
+    truncated: bool
+    limit: int
+
+
+@dataclass(frozen=True)
 class ServerFolderStatus:
     """A folder's STATUS on the server, for the live status."""
 
@@ -58,6 +67,8 @@ class ProbeOutcome:
     folders_found: tuple[str, ...]
     missing_folders: tuple[str, ...]
     elapsed_ms: int
+    #: The server listed more folders than a listing reads: ``folders_found`` is the start.
+    folders_truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,7 @@ def probe_view(outcome: ProbeOutcome) -> dict[str, object]:
         "foldersFound": list(outcome.folders_found),
         "missingFolders": list(outcome.missing_folders),
         "elapsedMs": outcome.elapsed_ms,
+        "foldersTruncated": outcome.folders_truncated,
     }
 
 

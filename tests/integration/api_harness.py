@@ -12,7 +12,8 @@ import asyncio
 import http.client
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +141,16 @@ class ApiHarness:
         self._thread.join(20)
         self._loop.close()
         self.parts.close()
+
+
+@contextmanager
+def api_with(environ: Mapping[str, str], **extra: str) -> Iterator[ApiHarness]:
+    """An API served with the test settings and ``extra`` ones, for one test."""
+    harness = ApiHarness(Settings.from_env(api_environ(environ, **extra)))
+    try:
+        yield harness
+    finally:
+        harness.close()
 
 
 def provider_body(dovecot: DovecotServer, user: MailUser, **overrides: Any) -> dict[str, Any]:
