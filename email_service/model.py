@@ -152,6 +152,14 @@ class ProviderChanges:
 
 
 @dataclass(frozen=True)
+class PageKey:
+    """Where a page of providers ends: the last one's creation time and id."""
+
+    created_at: datetime
+    provider_id: str
+
+
+@dataclass(frozen=True)
 class FolderCursor:
     """Where a folder's publishing stands: every UID up to ``last_uid`` is on the stream."""
 

@@ -162,7 +162,10 @@ async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 #: Query parameters a route accepts; any other is refused (422), like an unknown body field.
-ALLOWED_QUERY = {f"{API_PREFIX}/providers/{{providerId}}/status": frozenset({"live"})}
+ALLOWED_QUERY = {
+    f"{API_PREFIX}/providers": frozenset({"limit", "cursor"}),
+    f"{API_PREFIX}/providers/{{providerId}}/status": frozenset({"live"}),
+}
 
 
 def _check_query(request: web.Request) -> None:

@@ -29,8 +29,10 @@ from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields,
 from email_service.api.ratelimit import retry_after_header
 from email_service.api.stats import delete_provider_stats, load_provider_stats
 from email_service.api.validation import (
+    encode_cursor,
     validate_create,
     validate_flag,
+    validate_page,
     validate_provider_id,
     validate_resync,
     validate_update,
@@ -39,6 +41,7 @@ from email_service.api.views import (
     ProbeOutcome,
     folders_view,
     probe_view,
+    provider_page,
     provider_view,
     status_view,
 )
@@ -49,6 +52,7 @@ from email_service.errors import (
     SecretUndecryptable,
     TokenEndpointUnavailable,
 )
+from email_service.http_server import BODY_READ_TIMEOUT_S
 from email_service.imap_session import Login
 from email_service.model import KEEP, ProviderConfig
 from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
@@ -82,9 +86,16 @@ def add_routes(app: web.Application, prefix: str) -> None:
 
 
 async def list_providers(request: web.Request) -> web.Response:
+    """One page of the tenant's providers, oldest first; ``nextCursor`` asks for the next."""
     parts, tenant = parts_of(request), caller_of(request).tenant
-    records = await asyncio.to_thread(parts.providers.list_records, tenant)
-    return web.json_response({"providers": [provider_view(r) for r in records]})
+    page = validate_page(request.query.get("limit"), request.query.get("cursor"))
+    records = await asyncio.to_thread(
+        parts.providers.list_records, tenant, after=page.after, limit=page.limit + 1
+    )
+    views, next_key = provider_page(records, page.limit)
+    return web.json_response(
+        {"providers": views, "nextCursor": None if next_key is None else encode_cursor(next_key)}
+    )
 
 
 async def create_provider(request: web.Request) -> web.Response:
@@ -378,7 +389,15 @@ async def read_json(
         raise ApiProblem(
             415, "unsupported_media_type", "send the body as Content-Type: application/json"
         )
-    raw = await request.read()
+    try:
+        raw = await asyncio.wait_for(request.read(), BODY_READ_TIMEOUT_S)
+    except TimeoutError:
+        raise ApiProblem(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {BODY_READ_TIMEOUT_S:g} s",
+            headers={"Connection": "close"},
+        ) from None
     if not raw and optional:
         return None
     try:

@@ -8,10 +8,13 @@ message repeats the value it rejects.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +26,7 @@ from email_service.model import (
     ImapEndpoint,
     NewProvider,
     OAuthFields,
+    PageKey,
     ProviderChanges,
     Security,
 )
@@ -50,6 +54,11 @@ MAX_SCOPE_CHARS = 200
 MAX_URL_CHARS = 2000
 #: Tenant ids come from tokens; the column is String(255).
 MAX_TENANT_CHARS = 255
+#: Providers on a page when the request does not say (``?limit=``), and the most it may ask.
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+#: Longest ``?cursor=`` accepted: a creation time and a provider id, encoded.
+MAX_CURSOR_CHARS = 200
 #: Longest unknown field or parameter name quoted back in an error: enough to recognise a
 #: typo, never a 60 KB key returned whole.
 MAX_QUOTED_NAME_CHARS = 64
@@ -337,6 +346,58 @@ def validate_flag(name: str, value: str | None) -> bool:
     if value in {"true", "false"}:
         return value == "true"
     raise invalid_fields([FieldProblem(name, "expected true or false")])
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page of a list to answer: at most ``limit`` items after ``after``."""
+
+    limit: int
+    after: PageKey | None
+
+
+def validate_page(limit: str | None, cursor: str | None) -> PageRequest:
+    """``?limit=`` (1 to ``MAX_PAGE_SIZE``, default ``DEFAULT_PAGE_SIZE``) and ``?cursor=``
+    (the ``nextCursor`` of the previous page); 422 naming the parameter otherwise."""
+    problems = _Collector()
+    size = DEFAULT_PAGE_SIZE
+    if limit is not None:
+        if re.fullmatch(r"[0-9]{1,4}", limit) and 1 <= int(limit) <= MAX_PAGE_SIZE:
+            size = int(limit)
+        else:
+            problems.add("limit", f"expected a whole number from 1 to {MAX_PAGE_SIZE}")
+    after = None
+    if cursor is not None:
+        after = decode_cursor(cursor)
+        if after is None:
+            problems.add("cursor", "expected the nextCursor of an earlier answer, unchanged")
+    if problems.problems:
+        raise invalid_fields(problems.problems)
+    return PageRequest(size, after)
+
+
+def encode_cursor(key: PageKey) -> str:
+    """An opaque ``nextCursor``: where the page ended (not signed: it only picks a starting
+    point within the caller's own providers)."""
+    text = json.dumps([key.created_at.isoformat(), key.provider_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> PageKey | None:
+    """The ``PageKey`` in ``cursor``, or None when it is not one of ours."""
+    if not 0 < len(cursor) <= MAX_CURSOR_CHARS or not re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, provider_id = json.loads(text)
+        created_at = datetime.fromisoformat(created)
+    except (ValueError, TypeError):  # bad base64, UTF-8, JSON, shape or date
+        return None
+    if created_at.tzinfo is None or not isinstance(provider_id, str):
+        return None
+    if not validate_provider_id(provider_id):
+        return None
+    return PageKey(created_at, provider_id)
 
 
 def validate_provider_id(value: str) -> bool:

@@ -7,6 +7,7 @@ each shape; the schemathesis run checks every response against that description.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from email_service.errors import (
     ServerThrottled,
     TlsVerificationFailed,
 )
+from email_service.model import PageKey
 from email_service.store.providers import CursorRow, ProviderRecord, ProviderStatusRecord
 
 #: RFC 6154 special-use attributes (and Gmail's \\Important), lower-cased, without "\\".
@@ -124,6 +126,31 @@ def provider_view(record: ProviderRecord) -> dict[str, object]:
         "createdAt": iso(record.created_at),
         "updatedAt": iso(config.updated_at),
     }
+
+
+#: Bytes of provider JSON one page holds at most (a page always holds at least one): 200
+#: providers of 100 long folder names each would otherwise be a 60 MB answer.
+MAX_PAGE_BYTES = 1024 * 1024
+
+
+def provider_page(
+    records: Sequence[ProviderRecord], limit: int, max_bytes: int = MAX_PAGE_BYTES
+) -> tuple[list[dict[str, object]], PageKey | None]:
+    """Up to ``limit`` provider views of ``records`` (which may hold one more, to tell that
+    there are more) within ``max_bytes``, and the key to continue after, if anything is left.
+    """
+    views: list[dict[str, object]] = []
+    size = 0
+    for record in records[:limit]:
+        view = provider_view(record)
+        size += len(json.dumps(view))
+        if views and size > max_bytes:
+            break
+        views.append(view)
+    if len(views) == len(records):
+        return views, None
+    last = records[len(views) - 1]
+    return views, PageKey(last.created_at, last.config.id)
 
 
 def probe_view(outcome: ProbeOutcome) -> dict[str, object]:

@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, delete, exists, func, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from email_service.errors import LeaseLost, ProviderNotFound
 from email_service.model import (
@@ -27,6 +39,7 @@ from email_service.model import (
     ImapEndpoint,
     NewProvider,
     OAuthFields,
+    PageKey,
     ProviderChanges,
     ProviderConfig,
     Security,
@@ -297,8 +310,19 @@ class ProviderStore:
 
     # -- for the API: tenant-scoped reads and unfenced changes ------------------------------
 
-    def list_records(self, tenant: str, provider_id: str | None = None) -> list[ProviderRecord]:
-        """The tenant's providers (or the one with ``provider_id``), oldest first."""
+    def list_records(
+        self,
+        tenant: str,
+        provider_id: str | None = None,
+        *,
+        after: PageKey | None = None,
+        limit: int | None = None,
+    ) -> list[ProviderRecord]:
+        """The tenant's providers (or the one with ``provider_id``), oldest first.
+
+        ``after`` and ``limit`` page through them: at most ``limit`` providers that come
+        after ``after`` in (``created_at``, ``id``) order, an order no insert can reshuffle.
+        """
         has_password = exists().where(
             email_secrets.c.tenant == _providers.c.tenant,
             email_secrets.c.name == literal("imap_password_").concat(_providers.c.id),
@@ -316,6 +340,18 @@ class ProviderStore:
         )
         if provider_id is not None:
             query = query.where(_providers.c.id == provider_id)
+        if after is not None:
+            query = query.where(
+                or_(
+                    _providers.c.created_at > after.created_at,
+                    and_(
+                        _providers.c.created_at == after.created_at,
+                        _providers.c.id > after.provider_id,
+                    ),
+                )
+            )
+        if limit is not None:
+            query = query.limit(limit)
         with transaction(self._engine) as connection:
             return [_record_from_row(row) for row in connection.execute(query)]
 

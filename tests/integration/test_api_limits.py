@@ -14,6 +14,7 @@ import pytest
 
 from email_service.api.imap_calls import CALLS_PER_TENANT_AT_ONCE, MAX_LISTED_FOLDERS
 from email_service.devserver.dovecot import DovecotServer
+from email_service.model import ImapEndpoint, NewProvider, Security
 from tests.conftest import MailUser
 from tests.fake_imap import FakeImapServer, Reply, many_folders
 from tests.helpers import unique
@@ -142,3 +143,43 @@ def test_providers_per_tenant_are_capped(
         assert refused.json()["error"] == "provider_limit_reached"
         assert "EMAIL_SERVICE_MAX_PROVIDERS_PER_TENANT" in refused.json()["message"]
         create(api, unique("tenant"), provider_body(dovecot, mail_user))  # others still can
+
+
+def test_the_provider_list_comes_in_pages(
+    api: ApiHarness, dovecot: DovecotServer, mail_user: MailUser, tenant: str
+) -> None:
+    created = [create(api, tenant, provider_body(dovecot, mail_user)) for _ in range(5)]
+    seen: list[str] = []
+    cursor = None
+    for expected in (2, 2, 1):
+        query = "?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = api.call("GET", PROVIDERS + query, tenant=tenant).json()
+        assert len(page["providers"]) == expected
+        seen += [p["id"] for p in page["providers"]]
+        cursor = page["nextCursor"]
+    assert cursor is None
+    assert seen == created  # oldest first, none twice, none left out
+    bad = (("?limit=0", "limit"), ("?limit=201", "limit"), ("?cursor=x%00", "cursor"))
+    for query, field in bad:
+        reply = api.call("GET", PROVIDERS + query, tenant=tenant)
+        assert reply.status == 422 and reply.json()["fields"][0]["field"] == field, reply
+
+
+def test_a_page_stays_within_its_byte_bound(api: ApiHarness, tenant: str) -> None:
+    """Providers written straight into the tables may carry 100 folders of 1,000 characters."""
+    folders = tuple(f"{n:03d}" + "é" * 997 for n in range(100))
+    for _ in range(3):
+        api.parts.providers.add_provider(
+            NewProvider(
+                tenant=tenant,
+                name="Big",
+                mailbox="big@example.com",
+                endpoint=ImapEndpoint("imap.example.com", 993, Security.TLS),
+                username="big",
+                folders=folders,
+            )
+        )
+    reply = api.call("GET", PROVIDERS + "?limit=3", tenant=tenant)
+    assert reply.status == 200
+    assert len(reply.body) < 1024 * 1024 + 100_000
+    assert len(reply.json()["providers"]) == 1 and reply.json()["nextCursor"]
