@@ -148,8 +148,11 @@ def add_providers(
     *,
     folders: tuple[str, ...] = ("INBOX",),
     tenants: int = 20,
+    tenant: str | None = None,
+    plain: bool = False,
 ) -> list[str]:
-    """One provider per Dovecot user (created here with its folders), over TLS."""
+    """One provider per Dovecot user (created here with its folders), over TLS (or on the
+    plain port), spread over ``tenants`` tenants (or all of ``tenant``)."""
     engine = make_engine(sa_url)
     providers, secrets = ProviderStore(engine), SecretStore(engine, SecretBox((key,)))
     ids = []
@@ -159,23 +162,25 @@ def add_providers(
             for folder in folders:
                 if folder != "INBOX":
                     dovecot.create_folder(user, folder)
-            tenant = f"tenant-{n % tenants}"
+            owner = tenant or f"tenant-{n % tenants}"
+            endpoint = (
+                ImapEndpoint("127.0.0.1", dovecot.imap_port, Security.NONE)
+                if plain
+                else ImapEndpoint(
+                    "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
+                )
+            )
             provider_id = providers.add_provider(
                 NewProvider(
-                    tenant=tenant,
+                    tenant=owner,
                     name=user,
                     mailbox=f"{user}@localhost",
                     username=user,
                     folders=folders,
-                    endpoint=ImapEndpoint(
-                        "localhost",
-                        dovecot.imaps_port,
-                        Security.TLS,
-                        tls_ca_file=str(dovecot.ca_file),
-                    ),
+                    endpoint=endpoint,
                 )
             )
-            secrets.save_secret(tenant, f"imap_password_{provider_id}", PASSWORD)
+            secrets.save_secret(owner, f"imap_password_{provider_id}", PASSWORD)
             ids.append(provider_id)
     finally:
         engine.dispose()

@@ -358,8 +358,9 @@ VARIABLES: tuple[Variable, ...] = (
         "max_connections_per_tenant",
         _parse_int(1),
         50,
-        "most IMAP connections all providers of one tenant hold together; beyond it folders "
-        "move from IDLE to polling (each provider keeps at least one connection)",
+        "most IMAP connections all providers of one tenant hold together, across all "
+        "workers; beyond it folders move from IDLE to polling, and when even one connection "
+        "per provider is too many, providers take turns on a few shared connections",
     ),
     Variable(
         "EMAIL_SERVICE_MAX_PROVIDERS_PER_TENANT",

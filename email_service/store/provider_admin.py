@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine
 
 from email_service.errors import ProviderLimitReached
 from email_service.model import NewProvider, ProviderChanges, provider_secret_names
 from email_service.store.engine import transaction
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
+from email_service.store.tenant_locks import PROVIDER_CAP, lock_tenants
 
 #: Index of each secret in ``provider_secret_names``.
 _PASSWORD, _CLIENT_SECRET = 0, 1
@@ -54,7 +55,7 @@ class ProviderAdmin:
     def create(self, new: NewProvider, secrets: ProviderSecrets) -> str:
         """Create the provider with ``secrets``; ``ProviderLimitReached`` at the tenant cap."""
         with transaction(self._engine) as connection:
-            lock_tenant(connection, new.tenant)
+            lock_tenants(connection, PROVIDER_CAP, [new.tenant])
             held = self._providers.count_providers(connection, new.tenant)
             if held >= self.max_providers_per_tenant:
                 raise ProviderLimitReached(
@@ -90,9 +91,3 @@ class ProviderAdmin:
             self._secrets.save_in(connection, tenant, names[_PASSWORD], secrets.password)
         if secrets.client_secret is not None:
             self._secrets.save_in(connection, tenant, names[_CLIENT_SECRET], secrets.client_secret)
-
-
-def lock_tenant(connection: Connection, tenant: str) -> None:
-    """Serialise this transaction with others that lock ``tenant`` (until it ends)."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(tenant, 0))))

@@ -15,7 +15,6 @@ from sqlalchemy import Engine, text
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import ImapEndpoint, NewProvider, Security
 from email_service.secretbox import SecretBox
-from email_service.store.engine import make_engine
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
 from tests.e2e.test_worker_process import WorkerProcess
@@ -30,13 +29,6 @@ REFRESH_MS = 500
 
 
 @pytest.fixture
-def engine(environ: dict[str, str]) -> Iterator[Engine]:
-    engine = make_engine(environ["DATABASE_URL"])
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def fleet(environ: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerProcess]]:
     workers: list[WorkerProcess] = []
     yield workers
@@ -45,17 +37,25 @@ def fleet(environ: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerProces
             worker.kill()
 
 
-def add_providers(engine: Engine, environ: dict[str, str], dovecot: DovecotServer) -> list[str]:
+def add_providers(
+    engine: Engine,
+    environ: dict[str, str],
+    dovecot: DovecotServer,
+    *,
+    count: int = PROVIDERS,
+    tenant: str | None = None,
+) -> list[str]:
+    """``count`` Dovecot users with a provider each (TLS), of ``TENANTS`` tenants or one."""
     providers = ProviderStore(engine)
     secrets = SecretStore(engine, SecretBox((environ["EMAIL_SERVICE_SECRET_KEYS"],)))
     users = []
-    for n in range(PROVIDERS):
+    for n in range(count):
         user, password = unique("user"), unique("pw")
         dovecot.add_user(user, password)
-        tenant = f"tenant-{n % TENANTS}"
+        tenant_id = tenant or f"tenant-{n % TENANTS}"
         provider_id = providers.add_provider(
             NewProvider(
-                tenant=tenant,
+                tenant=tenant_id,
                 name=f"mailbox {n}",
                 mailbox=f"{user}@localhost",
                 username=user,
@@ -64,7 +64,7 @@ def add_providers(engine: Engine, environ: dict[str, str], dovecot: DovecotServe
                 ),
             )
         )
-        secrets.save_secret(tenant, f"imap_password_{provider_id}", password)
+        secrets.save_secret(tenant_id, f"imap_password_{provider_id}", password)
         users.append(user)
     return users
 
