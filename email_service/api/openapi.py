@@ -550,16 +550,55 @@ def _action(
     )
 
 
+#: Operations that take a provider id, reachable from a created or changed provider (OpenAPI
+#: links: clients and the schemathesis state machine follow them with the real id).
+_PROVIDER_OPERATIONS = (
+    "getProvider",
+    "updateProvider",
+    "deleteProvider",
+    "testProvider",
+    "listFolders",
+    "getProviderStatus",
+    "resyncProvider",
+    "reconnectProvider",
+    "pauseProvider",
+    "resumeProvider",
+)
+
+
+def _provider_links(id_pointer: str) -> dict[str, Any]:
+    return {
+        operation[0].upper() + operation[1:]: {
+            "operationId": operation,
+            "parameters": {"providerId": f"$response.body#{id_pointer}"},
+        }
+        for operation in _PROVIDER_OPERATIONS
+    }
+
+
+def _with_links(response: dict[str, Any], links: dict[str, Any]) -> dict[str, Any]:
+    return {**response, "links": links}
+
+
 def _paths() -> dict[str, Any]:
     base = f"{API_PREFIX}/providers"
     one = base + "/{providerId}"
     location = {"Location": {"schema": {"type": "string"}, "required": True}}
+    next_page = {
+        "NextPage": {
+            "operationId": "listProviders",
+            "parameters": {"cursor": "$response.body#/nextCursor"},
+        }
+    }
     return {
         base: {
             "get": _operation(
                 "listProviders",
                 "The tenant's providers, oldest first, a page at a time",
-                {"200": _json("ProviderList", "one page of providers"), **_errors()},
+                {
+                    "200": _with_links(_json("ProviderList", "one page of providers"), next_page),
+                    **_errors(),
+                },
                 parameters=_PAGE_PARAMETERS,
                 description=f"At most `limit` providers (default {DEFAULT_PAGE_SIZE}, at most "
                 f"{MAX_PAGE_SIZE}) and about {MAX_PAGE_BYTES // (1024 * 1024)} MiB a page (a "
@@ -571,7 +610,9 @@ def _paths() -> dict[str, Any]:
                 "createProvider",
                 "Create a provider (and store its password or OAuth client secret)",
                 {
-                    "201": _json("Provider", "created", location),
+                    "201": _with_links(
+                        _json("Provider", "created", location), _provider_links("/id")
+                    ),
                     **_errors(409, *_BODY_ERRORS),
                 },
                 body="ProviderCreate",
@@ -593,7 +634,12 @@ def _paths() -> dict[str, Any]:
             "patch": _operation(
                 "updateProvider",
                 "Change some fields; the worker reconnects with the new configuration",
-                {"200": _json("Provider", "the changed provider"), **_errors(404, *_BODY_ERRORS)},
+                {
+                    "200": _with_links(
+                        _json("Provider", "the changed provider"), _provider_links("/id")
+                    ),
+                    **_errors(404, *_BODY_ERRORS),
+                },
                 body="ProviderUpdate",
             ),
             "delete": _operation(
