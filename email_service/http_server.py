@@ -150,8 +150,9 @@ class GuardedRequestHandler(web.RequestHandler):
         self._peer = "unknown"
         self._admitted = False
         self._head_timer: asyncio.TimerHandle | None = None
-        #: Between responses (and at the start): the next bytes begin a new request head.
-        self._awaiting_head = True
+        #: Responses finished; when it equals the request heads parsed, no request is
+        #: pending and the next bytes begin a new request head.
+        self._responses = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._peer = _peer_ip(transport)
@@ -172,18 +173,21 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         parsed = self._request_count
-        if self._awaiting_head and data and self._head_timer is None:
+        if data and self._head_timer is None and self._between_requests():
             self._arm_head_timer()
         super().data_received(data)
         if self._request_count != parsed:
-            self._awaiting_head = False
             self._disarm_head_timer()
 
     async def finish_response(self, request: Any, resp: Any, start_time: Any) -> Any:
         try:
             return await super().finish_response(request, resp, start_time)
         finally:
-            self._awaiting_head = True
+            self._responses += 1
+
+    def _between_requests(self) -> bool:
+        """No request parsed and still unanswered (pipelined ones included)."""
+        return self._responses >= self._request_count
 
     def handle_error(
         self,
@@ -224,7 +228,7 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._awaiting_head:
+        if self._between_requests():
             self._guard.metrics.add("email_service_http_header_timeouts_total")
             self.force_close()
 
