@@ -198,8 +198,11 @@ def add_providers(
     *,
     folders: tuple[str, ...] = ("INBOX",),
     tenants: int = 20,
+    tenant: str | None = None,
+    plain: bool = False,
 ) -> list[str]:
-    """One provider per Dovecot user (created here with its folders), over TLS."""
+    """One provider per Dovecot user (created here with its folders), over TLS (or on the
+    plain port), spread over ``tenants`` tenants (or all of ``tenant``)."""
     engine = make_engine(sa_url)
     providers, secrets = ProviderStore(engine), SecretStore(engine, SecretBox((key,)))
     ids = []
@@ -209,23 +212,25 @@ def add_providers(
             for folder in folders:
                 if folder != "INBOX":
                     dovecot.create_folder(user, folder)
-            tenant = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n % tenants}"))
+            owner = tenant or str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n % tenants}"))
+            endpoint = (
+                ImapEndpoint("127.0.0.1", dovecot.imap_port, Security.NONE)
+                if plain
+                else ImapEndpoint(
+                    "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
+                )
+            )
             provider_id = providers.add_provider(
                 NewProvider(
-                    tenant=tenant,
+                    tenant=owner,
                     name=user,
                     mailbox=f"{user}@localhost",
                     username=user,
                     folders=folders,
-                    endpoint=ImapEndpoint(
-                        "localhost",
-                        dovecot.imaps_port,
-                        Security.TLS,
-                        tls_ca_file=str(dovecot.ca_file),
-                    ),
+                    endpoint=endpoint,
                 )
             )
-            secrets.save_secret(tenant, f"imap_password_{provider_id}", PASSWORD)
+            secrets.save_secret(owner, f"imap_password_{provider_id}", PASSWORD)
             ids.append(provider_id)
     finally:
         engine.dispose()
@@ -233,6 +238,17 @@ def add_providers(
 
 
 # -- the worker process ------------------------------------------------------------------
+
+
+def start_service(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``email-service <args>`` as a subprocess, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "email_service", *args],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 @dataclass
@@ -247,13 +263,7 @@ class WorkerProcess:
     def start(cls, env: dict[str, str], log: Path) -> WorkerProcess:
         port = free_port()
         started = time.monotonic()
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "email_service", "worker", "--http-port", str(port)],
-                env={**os.environ, **env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        process = start_service(["worker", "--http-port", str(port)], env, log)
         return cls(process, port, started)
 
     def alive(self) -> bool:

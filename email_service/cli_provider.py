@@ -16,6 +16,7 @@ from email_service.model import (
     ImapEndpoint,
     NewProvider,
     OAuthFields,
+    ProviderChanges,
     ProviderConfig,
     Security,
 )
@@ -23,6 +24,7 @@ from email_service.secretbox import SecretBox
 from email_service.settings import Settings
 from email_service.store.engine import make_engine
 from email_service.store.migrate import upgrade_database
+from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
 from providers.presets import APP_CREDENTIAL_TYPES, PROVIDER_TYPES, preset_for
@@ -131,9 +133,9 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
     try:
         match args.provider_command:
             case "add":
-                return _add(args, settings, environ, providers, _secrets(engine, settings))
+                return _add(args, environ, _admin(engine, providers, settings))
             case "add-oauth":
-                return _add_oauth(args, environ, providers, _secrets(engine, settings))
+                return _add_oauth(args, environ, _admin(engine, providers, settings))
             case "list":
                 _print_table(providers.list_providers(args.tenant))
                 return 0
@@ -147,10 +149,12 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
                 return test_provider(provider, _secrets(engine, settings), settings)
             case "set-password":
                 provider = providers.find_provider(args.provider_id)
-                _secrets(engine, settings).save_secret(
-                    provider.tenant, provider.password_secret_name(), _read_password(args, environ)
+                _admin(engine, providers, settings).change(
+                    provider.id,
+                    provider.tenant,
+                    ProviderChanges(),
+                    ProviderSecrets(password=_read_password(args, environ)),
                 )
-                providers.touch(provider)
                 print(f"password stored for provider {provider.id}")
                 return 0
         raise AssertionError(args.provider_command)  # pragma: no cover
@@ -162,13 +166,16 @@ def _secrets(engine: Any, settings: Settings) -> SecretStore:
     return SecretStore(engine, SecretBox(settings.require_secret_keys()))
 
 
-def _add(
-    args: argparse.Namespace,
-    settings: Settings,
-    environ: Mapping[str, str],
-    providers: ProviderStore,
-    secrets: SecretStore,
-) -> int:
+def _admin(engine: Any, providers: ProviderStore, settings: Settings) -> ProviderAdmin:
+    return ProviderAdmin(
+        engine,
+        providers,
+        _secrets(engine, settings),
+        max_providers_per_tenant=settings.max_providers_per_tenant,
+    )
+
+
+def _add(args: argparse.Namespace, environ: Mapping[str, str], admin: ProviderAdmin) -> int:
     if not 1 <= args.port <= 65535:
         raise InvalidSettings("--port: expected a port number from 1 to 65535")
     if args.max_connections is not None and args.max_connections < 1:
@@ -188,18 +195,12 @@ def _add(
         folders=_parse_folders(args.folders),
         max_connections=args.max_connections,
     )
-    provider_id = providers.add_provider(new)
-    secrets.save_secret(args.tenant, f"imap_password_{provider_id}", password)
+    provider_id = admin.create(new, ProviderSecrets(password=password))
     print(provider_id)
     return 0
 
 
-def _add_oauth(
-    args: argparse.Namespace,
-    environ: Mapping[str, str],
-    providers: ProviderStore,
-    secrets: SecretStore,
-) -> int:
+def _add_oauth(args: argparse.Namespace, environ: Mapping[str, str], admin: ProviderAdmin) -> int:
     preset = preset_for(args.kind)
     host = args.host or preset.imap_host
     if host is None:
@@ -243,9 +244,7 @@ def _add_oauth(
             scopes=tuple((args.scopes or "").split()),
         ),
     )
-    provider_id = providers.add_provider(new)
-    if client_secret is not None:
-        secrets.save_secret(args.tenant, f"imap_oauth_client_secret_{provider_id}", client_secret)
+    provider_id = admin.create(new, ProviderSecrets(client_secret=client_secret))
     print(provider_id)
     print(
         "next: connect it with POST /api/email/oauth/imap/initiate "

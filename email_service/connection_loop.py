@@ -11,6 +11,11 @@ the session over, and on failure reconnects after a backoff that cannot storm
                                          longest backoff, or sooner
                                          when the config changes)
 
+A loop given ``slots`` follows in rounds (a visiting poller, ``budget`` rule 4): it takes a
+slot before it connects, ``_follow`` checks everything once and returns, and the loop logs
+out, gives the slot back and waits ``IMAP_POLL_INTERVAL_MS`` (jittered) before the next
+round; a round that went through resets the failure count.
+
 Every failure is recorded on the provider row (fenced), so the UI sees it. A session
 logged in with an OAuth token logs in again, at once and without counting a failure,
 when the token is due for renewal (``RenewLogin``); a refused token that was not fresh is
@@ -22,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from email_service import logs
 from email_service.backoff import BackoffPolicy, failures_after_disconnect, next_delay_s
@@ -36,11 +42,21 @@ from email_service.errors import (
 from email_service.folder_sync import ListenerContext
 from email_service.imap_session import ConnectOptions, ImapSession, OAuthLogin
 from email_service.model import ProviderConfig
+from email_service.slots import ConnectionSlots
 
 logger = logging.getLogger(__name__)
 
 #: Shortest IDLE or poll wait while a renewal is near, so the loop does not spin.
 MIN_WAIT_S = 0.05
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How one attempt ended: ``stopped``, ``again`` (log in again now), ``round`` (a
+    visiting round went through), ``failed`` (back off, at least ``hint_s``), ``parked``."""
+
+    kind: str
+    hint_s: float | None = None
 
 
 class RenewLogin(Exception):
@@ -58,8 +74,10 @@ class ConnectionLoop:
         *,
         name: str,
         start_delay_s: float = 0.0,
+        slots: ConnectionSlots | None = None,
     ) -> None:
         self.provider = provider
+        self.slots = slots
         self.fence = fence
         self.state = "starting"
         self._context = context
@@ -143,51 +161,80 @@ class ConnectionLoop:
             return
         failures = 0
         while not self._stop.is_set():
-            self._connected_at = None
-            hint_s: float | None = None
-            try:
-                self._set_state("connecting")
-                session = self._open_session()
-                if not self._stop.is_set():
-                    self._connected_at = time.monotonic()
-                    self._follow(session)
-                break  # stopped cleanly
-            except RenewLogin:
-                logger.info("access token due for renewal; logging in again")
-                self._context.metrics.add("email_service_oauth_renewals_total")
-                continue
-            except LeaseLost:
-                logger.warning("lease lost; stopping")
+            outcome = self._attempt()
+            if self._stop.is_set() or outcome.kind == "stopped":
                 break
-            except ServerThrottled as exc:
-                hint_s = exc.retry_after_s
-                self._record_failure("throttled", exc)
-            except TransientError as exc:
-                self._record_failure("transient", exc)
-            except PermanentError as exc:
-                self._record_failure("permanent", exc)
+            if outcome.kind == "again":
+                continue
+            if outcome.kind == "parked":
                 self._set_state("parked")
                 self._stop.wait(self._policy.max_s)
                 continue
-            except Exception as exc:
-                if not self._stop.is_set():
-                    logger.exception("connection loop failed unexpectedly")
-                self._record_failure("unexpected", exc)
-                hint_s = self._policy.max_s / 2
-            finally:
-                self._close_session()
-            if self._stop.is_set():
-                break
+            if outcome.kind == "round":
+                failures = 0
+                self._set_state("polling")
+                self._stop.wait(self._round_wait_s())
+                continue
             connected_at = self._connected_at
             connected_for = None if connected_at is None else time.monotonic() - connected_at
             failures = failures_after_disconnect(self._policy, failures, connected_for)
             delay = next_delay_s(
-                self._policy, failures, random_unit=self._context.rng.random(), hint_s=hint_s
+                self._policy,
+                failures,
+                random_unit=self._context.rng.random(),
+                hint_s=outcome.hint_s,
             )
             self._set_state("backoff")
             logger.info("reconnecting in %.1fs (failure %d in a row)", delay, failures)
             self._stop.wait(delay)
         self._set_state("stopped")
+
+    def _attempt(self) -> _Outcome:
+        """Connect (after taking a slot, when visiting) and follow, once."""
+        self._connected_at = None
+        holding = False
+        try:
+            if self.slots is not None:
+                self._set_state("waiting")
+                holding = self.slots.take(self._stop)
+                if not holding:
+                    return _Outcome("stopped")
+            self._set_state("connecting")
+            session = self._open_session()
+            if not self._stop.is_set():
+                self._connected_at = time.monotonic()
+                self._follow(session)
+            return _Outcome("stopped" if self.slots is None else "round")
+        except RenewLogin:
+            logger.info("access token due for renewal; logging in again")
+            self._context.metrics.add("email_service_oauth_renewals_total")
+            return _Outcome("again")
+        except LeaseLost:
+            logger.warning("lease lost; stopping")
+            return _Outcome("stopped")
+        except ServerThrottled as exc:
+            self._record_failure("throttled", exc)
+            return _Outcome("failed", exc.retry_after_s)
+        except TransientError as exc:
+            self._record_failure("transient", exc)
+            return _Outcome("failed")
+        except PermanentError as exc:
+            self._record_failure("permanent", exc)
+            return _Outcome("parked")
+        except Exception as exc:
+            if not self._stop.is_set():
+                logger.exception("connection loop failed unexpectedly")
+            self._record_failure("unexpected", exc)
+            return _Outcome("failed", self._policy.max_s / 2)
+        finally:
+            self._close_session()
+            if holding and self.slots is not None:
+                self.slots.give_back()
+
+    def _round_wait_s(self) -> float:
+        """Between two rounds of a visiting loop: the poll interval, jittered."""
+        spread = 1 + self._settings.timer_jitter_pct * (2 * self._context.rng.random() - 1)
+        return self._settings.poll_interval_ms / 1000 * spread
 
     def _open_session(self) -> ImapSession:
         login = self._context.load_login(self.provider)

@@ -34,6 +34,7 @@ from email_service.publisher import last_stream_id, read_stream
 from email_service.secretbox import generate_key
 from email_service.settings import Settings
 from email_service.store.migrate import upgrade_database
+from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 from email_service.tail import describe_event
 from email_service.worker import Supervisor, WorkerParts
 
@@ -102,16 +103,22 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
                 f"{DEMO_PASSWORD}; deliver more with LMTP on 127.0.0.1:{dovecot.lmtp_port}"
             )
 
-        provider_id = parts.providers.add_provider(
+        admin = ProviderAdmin(
+            parts.engine,
+            parts.providers,
+            parts.secrets,
+            max_providers_per_tenant=settings.max_providers_per_tenant,
+        )
+        provider_id = admin.create(
             NewProvider(
                 tenant=DEMO_TENANT,
                 name="Demo support mailbox",
                 mailbox=mailbox,
                 endpoint=endpoint,
                 username=username,
-            )
+            ),
+            ProviderSecrets(password=password),
         )
-        parts.secrets.save_secret(DEMO_TENANT, f"imap_password_{provider_id}", password)
         say(f"==> provider {provider_id} (tenant {DEMO_TENANT}) watches INBOX of {mailbox}")
 
         supervisor = Supervisor(parts)

@@ -29,6 +29,7 @@ Every error we raise or translate a library's exception into is one of these::
         ├── ReplayImpossible     a dead letter's message cannot be had again (UIDVALIDITY
         │                        changed, expunged, provider removed)
         ├── ProviderNotFound     no such provider for this tenant
+        ├── ProviderLimitReached the tenant has EMAIL_SERVICE_MAX_PROVIDERS_PER_TENANT already
         ├── StorageConflict      a write broke a constraint (a duplicate, a missing parent)
         ├── ReauthorizationRequired  the OAuth grant is revoked: the provider is parked
         ├── OAuthRequestRejected the token endpoint refused for another reason
@@ -133,6 +134,10 @@ class ReplayImpossible(PermanentError):
 
 class ProviderNotFound(PermanentError):
     """No provider with that id exists for the tenant."""
+
+
+class ProviderLimitReached(PermanentError):
+    """The tenant already has as many providers as EMAIL_SERVICE_MAX_PROVIDERS_PER_TENANT."""
 
 
 class StorageConflict(PermanentError):

@@ -13,6 +13,7 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from email_service.errors import EmailServiceError
+from email_service.http_server import HttpLimits, listening_socket, serve_app
 from email_service.metrics import Metrics
 from email_service.publisher import check_redis
 from email_service.store.engine import check_database
@@ -67,12 +68,13 @@ async def run_health_server(
     engine: Engine,
     redis_client: redis.Redis[bytes],
     metrics: Metrics,
+    limits: HttpLimits,
     host: str = "0.0.0.0",  # noqa: S104 - health endpoints listen on the pod's IP
 ) -> web.AppRunner:
-    """Start serving; the caller awaits ``runner.cleanup()`` to stop."""
-    runner = web.AppRunner(
-        build_health_app(engine=engine, redis_client=redis_client, metrics=metrics), access_log=None
+    """Start serving (with ``http_server``'s limits); the caller awaits ``runner.cleanup()``."""
+    return await serve_app(
+        build_health_app(engine=engine, redis_client=redis_client, metrics=metrics),
+        listening_socket(host, port),
+        limits=limits,
+        metrics=metrics,
     )
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner

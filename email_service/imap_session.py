@@ -157,6 +157,18 @@ class FolderInfo:
     flags: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class FolderList:
+    """A LIST answer read up to a bound; ``truncated`` when the server had more to say."""
+
+    folders: tuple[FolderInfo, ...]
+    truncated: bool
+
+
+#: LIST entries parsed at a time by ``list_folders_bounded`` (imapclient parses a list).
+LIST_PARSE_BATCH = 500
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -325,15 +337,64 @@ class ImapSession:
         return name.upper() in self.capabilities
 
     def list_folders(self) -> list[FolderInfo]:
-        folders = _call("LIST", self._client.list_folders)
-        return [
-            FolderInfo(
-                name=_text(name),
-                delimiter=_text(delimiter) if delimiter else None,
-                flags=tuple(_text(flag) for flag in flags),
-            )
-            for flags, delimiter, name in folders
-        ]
+        """Every folder (the whole answer is read: for operators' tools only)."""
+        return _folder_infos(_call("LIST", self._client.list_folders))
+
+    def list_folders_bounded(self, *, max_folders: int, max_bytes: int) -> FolderList:
+        """Every folder, but at most ``max_folders`` of them and ``max_bytes`` read.
+
+        imapclient reads a whole LIST answer into memory (two million folders: hundreds of
+        megabytes); this reads it line by line and stops past either bound. The rest of
+        the answer is never read: the connection is cut and the session closed, so use
+        a session for nothing else after a truncated listing.
+        """
+        imap = self._client._imap
+        names = [self._client._normalise_folder(value) for value in ("", "*")]
+        tag = _call("LIST", lambda: imap._command("LIST", *names))
+        entries: list[Any] = []
+        folders: list[FolderInfo] = []
+        read = 0
+        try:
+            while True:
+                line = _call("LIST", imap._get_line)
+                read += len(line) + 2
+                if line.startswith(tag + b" "):
+                    imap.tagged_commands.pop(tag, None)
+                    _check_tagged("LIST", line[len(tag) + 1 :])
+                    break
+                entry, read = _read_literals(imap, line, read, max_bytes)
+                if entry is None or read > max_bytes:
+                    return self._truncated(folders, entries)
+                payload = _list_payload(entry)
+                if payload is not None:
+                    entries.append(payload)
+                if len(entries) >= LIST_PARSE_BATCH:
+                    folders += self._parse_folders(entries)
+                    entries = []
+                if len(folders) + len(entries) > max_folders:
+                    return self._truncated(folders, entries, max_folders)
+        except BaseException:
+            self.abandon()
+            raise
+        return FolderList(tuple(folders + self._parse_folders(entries)), truncated=False)
+
+    def _truncated(
+        self, folders: list[FolderInfo], entries: list[Any], limit: int | None = None
+    ) -> FolderList:
+        self.abandon()
+        kept = folders + self._parse_folders(entries)
+        return FolderList(tuple(kept[:limit]), truncated=True)
+
+    def _parse_folders(self, entries: list[Any]) -> list[FolderInfo]:
+        if not entries:
+            return []
+        raw = [part for entry in entries for part in entry]
+        return _folder_infos(_call("LIST", lambda: self._client._proc_folder_list(raw)))
+
+    def abandon(self) -> None:
+        """Cut the connection without logging out (a response is still half read)."""
+        self._closed = True
+        _shutdown_quietly(self._client)
 
     def examine(self, folder: str) -> FolderStatus:
         """Open ``folder`` read-only and return its UIDVALIDITY, UIDNEXT and size."""
@@ -670,6 +731,64 @@ def _authenticate_oauth(client: Any, login: OAuthLogin) -> None:
         ) from exc
     except Exception as exc:
         raise translate_error(exc, where) from exc
+
+
+def _folder_infos(parsed: Sequence[tuple[Any, Any, Any]]) -> list[FolderInfo]:
+    """imapclient's ``(flags, delimiter, name)`` triples as ``FolderInfo``."""
+    return [
+        FolderInfo(
+            name=_text(name),
+            delimiter=_text(delimiter) if delimiter else None,
+            flags=tuple(_text(flag) for flag in flags),
+        )
+        for flags, delimiter, name in parsed
+    ]
+
+
+#: ``* LIST`` (or ``* XLIST``) at the start of an untagged response line.
+_LIST_PREFIXES = (b"* LIST ", b"* XLIST ")
+#: A literal announced at the end of a response line: ``{123}``.
+_LITERAL = re.compile(rb"\{(\d+)\}$")
+
+
+def _read_literals(
+    imap: Any, line: bytes, read: int, max_bytes: int
+) -> tuple[list[Any] | None, int]:
+    """The response that starts with ``line``, its literals read (imaplib's item shapes:
+    ``(line, literal)`` pairs then the rest of the line); None when a literal would take
+    more than ``max_bytes`` in all, which is then never read."""
+    parts: list[Any] = []
+    while match := _LITERAL.search(line):
+        size = int(match.group(1))
+        if read + size > max_bytes:
+            return None, read
+        literal = _call("LIST", functools.partial(imap.read, size))
+        parts.append((line, literal))
+        line = _call("LIST", imap._get_line)
+        read += size + len(line) + 2
+    parts.append(line)
+    return parts, read
+
+
+def _list_payload(entry: list[Any]) -> list[Any] | None:
+    """A LIST response without its ``* LIST`` prefix (as imaplib stores it), None for any
+    other untagged response; ``ConnectionLost`` for BYE."""
+    first = entry[0]
+    head = first[0] if isinstance(first, tuple) else first
+    upper = head[:16].upper()
+    if upper.startswith(b"* BYE"):
+        raise ConnectionLost(f"LIST: the server ended the session: {_text(head)[:200]}")
+    prefix = next((p for p in _LIST_PREFIXES if upper.startswith(p)), None)
+    if prefix is None:
+        return None
+    rest = head[len(prefix) :]
+    return [(rest, first[1]) if isinstance(first, tuple) else rest, *entry[1:]]
+
+
+def _check_tagged(where: str, status: bytes) -> None:
+    """Raise our error unless a tagged answer (after the tag) is OK."""
+    if not status.upper().startswith(b"OK"):
+        raise ImapCommandFailed(f"{where}: {_text(status)[:300]}")
 
 
 def _shutdown_quietly(client: Any) -> None:

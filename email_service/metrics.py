@@ -42,6 +42,18 @@ METRICS: dict[str, tuple[str, str]] = {
     "email_service_listeners": ("gauge", "IMAP connections (listeners and pollers), by state"),
     "email_service_leases_held": ("gauge", "Provider leases this worker holds"),
     "email_service_api_requests_total": ("counter", "API requests, by method, route and status"),
+    "email_service_http_connections_refused_total": (
+        "counter",
+        "HTTP connections closed at once because of a connection limit, by reason (total, per_ip)",
+    ),
+    "email_service_http_header_timeouts_total": (
+        "counter",
+        "HTTP connections closed because the request head did not arrive in time",
+    ),
+    "email_service_http_bad_requests_total": (
+        "counter",
+        "HTTP requests that could not be parsed (bad request line, header too large), by status",
+    ),
     "email_service_api_imap_calls_total": (
         "counter",
         "API calls that opened an IMAP connection (test, folders, live status), by kind and "

@@ -35,6 +35,20 @@ AUTH_PASSWORD = "password"  # noqa: S105 - the auth_type value, not a password
 AUTH_OAUTH2 = "oauth2"
 
 
+#: Prefixes of the secret store names of one provider: ``<prefix><provider id>``.
+PROVIDER_SECRET_PREFIXES = (
+    "imap_password_",
+    "imap_oauth_client_secret_",
+    "imap_refresh_token_",
+    "imap_access_token_",
+)
+
+
+def provider_secret_names(provider_id: str) -> tuple[str, ...]:
+    """Every secret name a provider may have (exact names: ids may hold ``%`` or ``_``)."""
+    return tuple(prefix + provider_id for prefix in PROVIDER_SECRET_PREFIXES)
+
+
 @dataclass(frozen=True)
 class OAuthFields:
     """The OAuth columns of a provider (``None``: the preset's or the settings' value)."""
@@ -135,6 +149,14 @@ class ProviderChanges:
     folders: tuple[str, ...] | Keep = KEEP
     max_connections: int | Keep | None = KEEP
     is_active: bool | Keep = KEEP
+
+
+@dataclass(frozen=True)
+class PageKey:
+    """Where a page of providers ends: the last one's creation time and id."""
+
+    created_at: datetime
+    provider_id: str
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,12 @@ publishing and cursors are ``FolderSync``'s, as for the IDLE listener::
     folder missing → recorded on the provider row; that folder is retried after the longest
     backoff while the others go on. Any other error → the connection loop's BACKOFF,
     PARKED or STOPPED, and on reconnect every folder is visited afresh.
+
+A *visiting* poller (``slots`` given: its tenant is over its connection cap, ``budget``
+rule 4) visits every folder once per connection, in order, and returns; the connection
+loop logs out, gives the shared slot back and comes again after the poll interval. What
+each folder was caught up to is kept between rounds, so a round is one STATUS per
+unchanged folder.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from email_service.errors import FolderMissing
 from email_service.folder_sync import FolderSync, ListenerContext
 from email_service.imap_session import ImapSession
 from email_service.model import FolderCursor, ProviderConfig
+from email_service.slots import ConnectionSlots
 from email_service.sync_plan import Rebaseline, plan_sync
 
 logger = logging.getLogger(__name__)
@@ -63,6 +70,7 @@ class FolderPoller(ConnectionLoop):
         context: ListenerContext,
         *,
         start_delay_s: float = 0.0,
+        slots: ConnectionSlots | None = None,
     ) -> None:
         if not folders:
             raise ValueError("a poller needs at least one folder")
@@ -72,6 +80,7 @@ class FolderPoller(ConnectionLoop):
             context,
             name=f"poller-{provider.id[:8]}",
             start_delay_s=start_delay_s,
+            slots=slots,
         )
         self.folders = tuple(folders)
         self._syncs = tuple(
@@ -92,8 +101,15 @@ class FolderPoller(ConnectionLoop):
         )
 
     def _follow(self, session: ImapSession) -> None:
-        self._followed = {}
         self._selected = None
+        if self.slots is not None:  # visiting: one round, remembering what was caught up
+            self._mark_connected(session)
+            for sync in self._syncs:
+                if self._stop.is_set():
+                    return
+                self._visit(session, sync)
+            return
+        self._followed = {}
         self._mark_connected(session)
         interval_s = self._settings.poll_interval_ms / 1000
         previous: int | None = None

@@ -362,8 +362,17 @@ VARIABLES: tuple[Variable, ...] = (
         "max_connections_per_tenant",
         _parse_int(1),
         50,
-        "most IMAP connections all providers of one tenant hold together; beyond it folders "
-        "move from IDLE to polling (each provider keeps at least one connection)",
+        "most IMAP connections all providers of one tenant hold together, across all "
+        "workers; beyond it folders move from IDLE to polling, and when even one connection "
+        "per provider is too many, providers take turns on a few shared connections",
+    ),
+    Variable(
+        "EMAIL_SERVICE_MAX_PROVIDERS_PER_TENANT",
+        "max_providers_per_tenant",
+        _parse_int(1),
+        500,
+        "most providers (mailboxes) one tenant may have; creating one more through the API "
+        "or the CLI is refused",
     ),
     Variable(
         "IMAP_IDLE_REISSUE_MS",
@@ -456,6 +465,22 @@ VARIABLES: tuple[Variable, ...] = (
         256 * 1024,
         "largest raw message kept inside a dead-letter entry; larger ones are fetched again "
         "by UID when replayed",
+    ),
+    Variable(
+        "EMAIL_SERVICE_HTTP_MAX_CONNECTIONS",
+        "http_max_connections",
+        _parse_int(16),
+        2000,
+        "most open HTTP connections of one server (the API, or a worker's /health server); "
+        "more are closed at once. Lowered to what the open-file limit allows",
+    ),
+    Variable(
+        "EMAIL_SERVICE_HTTP_MAX_CONNECTIONS_PER_IP",
+        "http_max_connections_per_ip",
+        _parse_int(0),
+        200,
+        "most open HTTP connections from one client address (0: no limit); behind a proxy or "
+        "a sidecar every client has the proxy's address, so raise it or set 0 there",
     ),
     Variable(
         "EMAIL_SERVICE_API_PORT",
@@ -672,6 +697,7 @@ class Settings:
     poll_interval_ms: int
     max_connections_per_account: int
     max_connections_per_tenant: int
+    max_providers_per_tenant: int
     idle_reissue_ms: int
     fetch_batch_size: int
     tls_reject_unauthorized: bool
@@ -684,6 +710,8 @@ class Settings:
     max_body_text_bytes: int
     max_event_bytes: int
     dlq_max_raw_bytes: int
+    http_max_connections: int
+    http_max_connections_per_ip: int
 
     api_port: int
     api_jwt_algorithm: str

@@ -24,12 +24,14 @@ POLLER = "*poller*"
 
 @dataclass(frozen=True)
 class ListenerSpec:
-    """One connection to run: an IDLE listener (``folders`` has one) or a poller."""
+    """One connection to run: an IDLE listener (``folders`` has one) or a poller (visiting:
+    on its tenant's shared connections, one round at a time)."""
 
     provider: ProviderConfig
     fence: int
     folders: tuple[str, ...]
     polling: bool
+    visiting: bool = False
 
     @property
     def listener_id(self) -> ListenerId:
@@ -38,7 +40,7 @@ class ListenerSpec:
 
     @property
     def version(self) -> Hashable:
-        return (self.provider.updated_at, self.fence, self.folders)
+        return (self.provider.updated_at, self.fence, self.folders, self.visiting)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,9 @@ def plan_specs(
             continue
         specs = [ListenerSpec(provider, fence, (folder,), False) for folder in plan.idle_folders]
         if plan.polled_folders:
-            specs.append(ListenerSpec(provider, fence, plan.polled_folders, True))
+            specs.append(
+                ListenerSpec(provider, fence, plan.polled_folders, True, visiting=plan.visiting)
+            )
         for spec in specs:
             wanted[spec.listener_id] = spec
     return wanted

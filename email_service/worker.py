@@ -17,12 +17,18 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from email_service.budget import plan_connections
+from email_service.budget import (
+    ConnectionPlan,
+    connections_to_record,
+    demand_of,
+    plan_connections,
+    plan_tenant_share,
+)
 from email_service.connection_loop import ConnectionLoop
 from email_service.contract.formats import tenant_id_problem
 from email_service.entry_builder import EntryBuilder
@@ -35,6 +41,7 @@ from email_service.fair_share import (
 )
 from email_service.folder_sync import ListenerContext
 from email_service.http_health import run_health_server
+from email_service.http_server import HttpLimits
 from email_service.listener import FolderListener
 from email_service.logins import LoginSource
 from email_service.metrics import Metrics
@@ -43,9 +50,11 @@ from email_service.poller import FolderPoller
 from email_service.publisher import EventPublisher, connect_redis
 from email_service.secretbox import SecretBox
 from email_service.settings import Settings
+from email_service.slots import ConnectionSlots
+from email_service.store.connection_records import ConnectionRecordStore
 from email_service.store.cursors import CursorStore
 from email_service.store.engine import make_engine
-from email_service.store.leases import LeaseStore
+from email_service.store.leases import LeaseStore, LeaseView
 from email_service.store.oauth_grants import OAuthGrantStore
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
@@ -64,6 +73,7 @@ logger = logging.getLogger(__name__)
 #: Every state a connection reports, for the gauge (zeros are exported too).
 LISTENER_STATES = (
     "starting",
+    "waiting",
     "connecting",
     "syncing",
     "idle",
@@ -135,8 +145,13 @@ class Supervisor:
     2. every ``IMAP_PROVIDER_REFRESH_MS``: load the active, unpaused providers and the live
        worker count; give back leases above the fair share, take free or expired ones up to
        it, release leases of providers that were removed or deactivated.
-    3. start, stop or restart connections so they match the held providers (``supervision``
-       and ``budget``); a connection whose thread ended on its own is started again.
+       Then plan the connections of the held providers (``budget``) within each tenant's
+       share of ``IMAP_MAX_CONNECTIONS_PER_TENANT`` across all workers, and record on the
+       lease rows what the plan may hold, before any of it is opened
+       (``connection_records``: in one transaction with reading the others' records).
+    3. start, stop or restart connections so they match the plan (``supervision``); a
+       connection whose thread ended on its own is started again. Records that went down
+       are written once the connections above them have stopped.
     """
 
     def __init__(self, parts: WorkerParts) -> None:
@@ -148,6 +163,13 @@ class Supervisor:
         self._providers: list[ProviderConfig] = []
         #: Providers left out for a tenant id that is not a UUID (logged once each).
         self._refused: set[str] = set()
+        self._records = ConnectionRecordStore(parts.engine)
+        #: The connection plan of the held providers, made (and recorded) at the last refresh.
+        self._plans: dict[str, ConnectionPlan] = {}
+        #: What this worker last wrote on each held lease row (``lease_connections``).
+        self._recorded: dict[ProviderRef, int] = {}
+        #: Shared connections of each tenant's visiting providers (``budget`` rule 4).
+        self._slots: dict[str, ConnectionSlots] = {}
         self._listeners: dict[ListenerId, tuple[Hashable, ConnectionLoop]] = {}
         self._rng = random.Random()
         self._ttl_ms = self._settings.lease_ttl_ms
@@ -272,6 +294,64 @@ class Supervisor:
                     len(self._held),
                     decision.target,
                 )
+        self._plan_connections(views)
+
+    def _plan_connections(self, views: list[LeaseView]) -> None:
+        """Plan the held providers' connections within each tenant's share of the cap, and
+        record them (the higher of the old and new record, until the old ones stop)."""
+        held = self._held_providers()
+        cap = self._settings.max_connections_per_tenant
+        demands = self._tenant_demands(views, held)
+
+        def plan(elsewhere: Mapping[str, int]) -> dict[ProviderRef, int]:
+            caps = {
+                tenant: plan_tenant_share(
+                    cap, workers, self._worker_id, held_elsewhere=elsewhere.get(tenant, 0)
+                )
+                for tenant, workers in demands.items()
+            }
+            self._plans = plan_connections(
+                held,
+                per_account_default=self._settings.max_connections_per_account,
+                per_tenant_cap=cap,
+                tenant_caps=caps,
+            )
+            wanted = connections_to_record(held, self._plans)
+            records = {}
+            for provider in held:
+                ref = (provider.tenant, provider.id)
+                value = max(wanted.get(provider.id, 0), self._recorded.get(ref, 0))
+                if self._recorded.get(ref) != value:
+                    records[ref] = value
+            return records
+
+        self._recorded.update(self._records.exchange(self._worker_id, demands, plan))
+        self._recorded = {ref: n for ref, n in self._recorded.items() if ref in self._held}
+
+    def _tenant_demands(
+        self, views: list[LeaseView], held: list[ProviderConfig]
+    ) -> dict[str, dict[str, int]]:
+        """Per tenant this worker holds providers of: each live worker's demand for it."""
+        per_account = self._settings.max_connections_per_account
+        demands: dict[str, dict[str, int]] = {p.tenant: {} for p in held}
+        mine = {(p.tenant, p.id) for p in held}
+        active = {(p.tenant, p.id): p for p in self._providers}
+        owners = [(p, self._worker_id) for p in held] + [
+            (active[(v.tenant, v.provider_id)], v.owner)
+            for v in views
+            if v.owner is not None
+            and not v.free
+            and v.tenant in demands
+            and (v.tenant, v.provider_id) in active
+            and (v.tenant, v.provider_id) not in mine
+        ]
+        for provider, owner in owners:
+            workers = demands[provider.tenant]
+            workers[owner] = workers.get(owner, 0) + demand_of(provider, per_account)
+        return demands
+
+    def _held_providers(self) -> list[ProviderConfig]:
+        return [p for p in self._providers if (p.tenant, p.id) in self._held]
 
     def _monitorable(self, providers: list[ProviderConfig]) -> list[ProviderConfig]:
         """The providers whose events the consumer can accept: a tenant id that is not a
@@ -295,12 +375,9 @@ class Supervisor:
     # -- connections ----------------------------------------------------------------------
 
     def _reconcile(self) -> None:
-        held_providers = [p for p in self._providers if (p.tenant, p.id) in self._held]
-        plans = plan_connections(
-            held_providers,
-            per_account_default=self._settings.max_connections_per_account,
-            per_tenant_cap=self._settings.max_connections_per_tenant,
-        )
+        held_providers = self._held_providers()
+        plans = {p.id: self._plans[p.id] for p in held_providers if p.id in self._plans}
+        self._resize_slots(held_providers, plans)
         wanted = plan_specs(held_providers, self._held, plans)
         running = {
             lid: version for lid, (version, loop) in self._listeners.items() if not loop.stopped
@@ -323,12 +400,45 @@ class Supervisor:
                 len(changes.stop),
                 len(self._listeners),
             )
+        self._lower_records(held_providers, plans)
+
+    def _resize_slots(
+        self, providers: list[ProviderConfig], plans: Mapping[str, ConnectionPlan]
+    ) -> None:
+        sizes = {p.tenant: plans[p.id].shared_slots for p in providers if plans[p.id].visiting}
+        for tenant, size in sizes.items():
+            slots = self._slots.get(tenant)
+            if slots is None:
+                self._slots[tenant] = ConnectionSlots(size)
+            elif slots.size != size:
+                slots.resize(size)
+        for tenant in [t for t in self._slots if t not in sizes]:
+            self._slots[tenant].resize(0)
+            if not self._slots[tenant].taken:
+                del self._slots[tenant]
+
+    def _lower_records(
+        self, providers: list[ProviderConfig], plans: Mapping[str, ConnectionPlan]
+    ) -> None:
+        """Write records that went down, once the connections above them have stopped (a
+        visiting round still on a shared connection counts until it gives it back)."""
+        wanted = connections_to_record(providers, plans)
+        busy = {t for t, slots in self._slots.items() if slots.taken > slots.size}
+        lower = {}
+        for provider in providers:
+            ref, value = (provider.tenant, provider.id), wanted.get(provider.id, 0)
+            if provider.tenant not in busy and self._recorded.get(ref, 0) > value:
+                lower[ref] = value
+        if lower:
+            self._records.record(self._worker_id, lower)
+            self._recorded.update(lower)
 
     def _make_loop(self, spec: ListenerSpec, delay_s: float) -> ConnectionLoop:
         context = self._parts.listener_context
         if spec.polling:
+            slots = self._slots.get(spec.provider.tenant) if spec.visiting else None
             return FolderPoller(
-                spec.provider, spec.folders, spec.fence, context, start_delay_s=delay_s
+                spec.provider, spec.folders, spec.fence, context, start_delay_s=delay_s, slots=slots
             )
         return FolderListener(
             spec.provider, spec.folders[0], spec.fence, context, start_delay_s=delay_s
@@ -375,6 +485,7 @@ def run_worker(settings: Settings, *, http_port: int) -> None:
             engine=parts.engine,
             redis_client=parts.listener_context.publisher.client,
             metrics=parts.listener_context.metrics,
+            limits=HttpLimits.from_settings(settings),
         )
         try:
             await stop.wait()

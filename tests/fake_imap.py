@@ -10,6 +10,8 @@ a real server might.
   thread each; with ``drop_after`` it closes every session right after its reply to that
   command (a server that accepts the login, then drops the connection), and it records
   the time of every LOGIN it receives (``login_times()``).
+- ``replies={"LIST": many_folders(2_000_000)}``: a LIST answer of that many folders,
+  streamed in chunks (a reply may be an iterable of byte chunks), for listing limits.
 - ``FakeImapServer.start(folders={...}, capabilities=(...))``: a mailbox shared by all
   connections, for Gmail's label folders (Dovecot has no X-GM-EXT-1): EXAMINE/SELECT,
   ``UID SEARCH ALL`` and ``UID SEARCH UID n:*``, and ``UID FETCH`` of RFC822.SIZE,
@@ -30,13 +32,13 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import BinaryIO
 
-Reply = Callable[[bytes], bytes]  # tag -> bytes to send
+Reply = Callable[[bytes], bytes | Iterable[bytes]]  # tag -> bytes to send (or chunks of it)
 
 DEFAULT_REPLIES: dict[str, Reply] = {
     "CAPABILITY": lambda tag: b"* CAPABILITY IMAP4rev1 IDLE\r\n" + tag + b" OK done\r\n",
@@ -248,7 +250,9 @@ class FakeImapServer:
                         self._told[connection] = len(self.folders[selected].messages)
                 connection.sendall(reply)
                 continue
-            connection.sendall(self._table.get(command, _unknown)(tag))
+            reply = self._table.get(command, _unknown)(tag)
+            for chunk in [reply] if isinstance(reply, bytes) else reply:
+                connection.sendall(chunk)
             if command in ("LOGOUT", self._drop_after):
                 return
             if command == "IDLE" and self.folders is not None and selected is not None:
@@ -329,6 +333,25 @@ class FakeImapServer:
             parts += [line[: match.start()], reader.read(int(match.group(1)))]
             line = reader.readline().rstrip(b"\r\n")
         return b"".join([*parts, line]) or b" "
+
+
+#: LIST lines sent per chunk by ``many_folders``.
+LIST_CHUNK_LINES = 2000
+
+
+def many_folders(count: int) -> Reply:
+    """A LIST reply naming ``count`` folders, generated while it is sent (never held whole)."""
+
+    def reply(tag: bytes) -> Iterator[bytes]:
+        yield b'* LIST (\\HasNoChildren) "/" INBOX\r\n'
+        for start in range(1, count, LIST_CHUNK_LINES):
+            stop = min(start + LIST_CHUNK_LINES, count)
+            yield b"".join(
+                b'* LIST (\\HasNoChildren) "/" "Archive/%07d"\r\n' % n for n in range(start, stop)
+            )
+        yield tag + b" OK LIST done\r\n"
+
+    return reply
 
 
 @contextmanager

@@ -30,7 +30,13 @@ from email_service.api.auth import TENANT_HEADER
 from email_service.api.openapi import API_PREFIX, OPENAPI_PATH, build_document
 from email_service.api.parts import CALLER_KEY, PARTS, ApiParts, parts_of
 from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields
-from email_service.errors import ProviderNotFound, StorageConflict, StorageUnavailable
+from email_service.api.validation import quoted_name
+from email_service.errors import (
+    ProviderLimitReached,
+    ProviderNotFound,
+    StorageConflict,
+    StorageUnavailable,
+)
 from email_service.http_health import add_health_routes
 
 logger = logging.getLogger(__name__)
@@ -82,6 +88,8 @@ def _problem_for(exc: BaseException) -> ApiProblem | None:
             return exc
         case ProviderNotFound():
             return ApiProblem(404, "not_found", "no such provider for this tenant")
+        case ProviderLimitReached():
+            return ApiProblem(409, "provider_limit_reached", str(exc))
         case StorageConflict():
             return ApiProblem(409, "conflict", "the change conflicts with the stored data")
         case StorageUnavailable():
@@ -154,9 +162,10 @@ async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 #: Query parameters a route accepts; any other is refused (422), like an unknown body field.
-ALLOWED_QUERY = {f"{API_PREFIX}/providers/{{providerId}}/status": frozenset({"live"})}
-#: Longest query parameter name quoted back in an error.
-MAX_QUOTED_NAME_CHARS = 64
+ALLOWED_QUERY = {
+    f"{API_PREFIX}/providers": frozenset({"limit", "cursor"}),
+    f"{API_PREFIX}/providers/{{providerId}}/status": frozenset({"live"}),
+}
 
 
 def _check_query(request: web.Request) -> None:
@@ -168,9 +177,7 @@ def _check_query(request: web.Request) -> None:
         accepted = ", ".join(sorted(allowed)) or "none"
         raise invalid_fields(
             [
-                FieldProblem(
-                    name[:MAX_QUOTED_NAME_CHARS], f"unknown query parameter (accepted: {accepted})"
-                )
+                FieldProblem(quoted_name(name), f"unknown query parameter (accepted: {accepted})")
                 for name in unknown
             ]
         )

@@ -2,7 +2,12 @@
 folders or read folder STATUS, each within ``EMAIL_SERVICE_API_IMAP_TIMEOUT_MS`` (shell).
 
 imapclient blocks, so each call runs on a thread of a small pool of its own (the database
-calls use asyncio's default pool, so slow mail servers cannot starve them). The host is
+calls use asyncio's default pool, so slow mail servers cannot starve them). One tenant may
+have at most ``CALLS_PER_TENANT_AT_ONCE`` calls running (a 429 beyond), fewer than the
+pool's threads, so one tenant's slow or huge calls always leave threads for the others.
+A folder listing reads at most ``MAX_LISTED_FOLDERS`` folders and ``MAX_LIST_BYTES`` of
+the server's answer, then cuts the connection: a server listing two million folders costs
+a bounded amount of memory and time, and the answer says it is ``truncated``. The host is
 resolved and checked by ``ssrf.decide_host`` right before connecting, every time: a name
 that was public when the provider was saved may point somewhere else now. (The connection
 itself checks again and connects to the address it checked: ``outbound.HostGuard``.) On
@@ -16,15 +21,17 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from email_service.api.problems import ApiProblem
 from email_service.api.views import (
     FolderListing,
+    FolderListings,
     LiveCheck,
     ProbeOutcome,
     ServerFolderStatus,
@@ -32,7 +39,7 @@ from email_service.api.views import (
 )
 from email_service.budget import INBOX, rank_folders
 from email_service.errors import EmailServiceError, FolderMissing
-from email_service.imap_session import ConnectOptions, ImapSession, Login
+from email_service.imap_session import ConnectOptions, FolderList, ImapSession, Login
 from email_service.model import ProviderConfig
 from email_service.settings import Settings
 from email_service.ssrf import decide_host
@@ -42,6 +49,17 @@ T = TypeVar("T")
 #: Threads for API calls that hold an IMAP connection. Each tenant is rate limited, so this
 #: only bounds how many such calls run at once across tenants; the rest wait their turn.
 IMAP_THREADS = 8
+#: Calls one tenant may have running at once: a test and a folder listing side by side (the
+#: UI's flow), and at most a quarter of the pool, so four busy tenants still leave room.
+CALLS_PER_TENANT_AT_ONCE = 2
+#: Folders a listing returns at most: far more than a person picks from (a large shared
+#: Exchange mailbox has a few thousand), little memory (a few MB per call).
+MAX_LISTED_FOLDERS = 10_000
+#: Bytes of a LIST answer read at most: 10,000 entries of about 200 bytes.
+MAX_LIST_BYTES = 2 * 1024 * 1024
+
+#: Socket timeouts of a call run this much past its deadline, so the deadline is what ends it.
+DEADLINE_MARGIN_MS = 1000
 
 #: Resolves a host name to its addresses (text form); empty when it does not resolve.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -96,6 +114,8 @@ class ImapCalls:
         self._resolver = resolver
         self._pool = ThreadPoolExecutor(IMAP_THREADS, thread_name_prefix="api-imap")
         self.timeout_s = settings.api_imap_timeout_ms / 1000
+        #: Calls running (or still on a pool thread after their deadline), per tenant.
+        self._running: dict[str, int] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -114,6 +134,10 @@ class ImapCalls:
 
     async def probe(self, provider: ProviderConfig, login: Login) -> ProbeOutcome:
         """Connect, log in, read capabilities and folders: the ``test`` call."""
+        with self._slot(provider.tenant) as slot:
+            return await self._probe_in(slot, provider, login)
+
+    async def _probe_in(self, slot: _Slot, provider: ProviderConfig, login: Login) -> ProbeOutcome:
         started = time.monotonic()
         deadline = _Deadline(started + self.timeout_s)
         refusal = await self.refusal_for_host(
@@ -131,7 +155,7 @@ class ImapCalls:
             )
         try:
             return await self._run(
-                deadline, lambda holder: self._probe(provider, login, holder, started)
+                slot, deadline, lambda holder: self._probe(provider, login, holder, started)
             )
         except TimeoutError:
             return ProbeOutcome(
@@ -144,19 +168,27 @@ class ImapCalls:
                 elapsed_ms=_elapsed_ms(started),
             )
 
-    async def list_folders(self, provider: ProviderConfig, login: Login) -> list[FolderListing]:
-        """The server's folders; ``ApiProblem`` 422 (host refused), 502 (failed), 504 (slow)."""
-        deadline = _Deadline(time.monotonic() + self.timeout_s)
-        await self._require_allowed_host(provider, deadline)
-        try:
-            return await self._run(deadline, lambda holder: self._list(provider, login, holder))
-        except TimeoutError:
-            raise self._timeout() from None
-        except EmailServiceError as exc:
-            raise ApiProblem(502, "imap_failed", str(exc)) from None
+    async def list_folders(self, provider: ProviderConfig, login: Login) -> FolderListings:
+        """The server's folders (bounded); ``ApiProblem`` 422 (host refused), 429 (this
+        tenant's calls are all running), 502 (failed), 504 (slow)."""
+        with self._slot(provider.tenant) as slot:
+            deadline = _Deadline(time.monotonic() + self.timeout_s)
+            await self._require_allowed_host(provider, deadline)
+            try:
+                return await self._run(
+                    slot, deadline, lambda holder: self._list(provider, login, holder)
+                )
+            except TimeoutError:
+                raise self._timeout() from None
+            except EmailServiceError as exc:
+                raise ApiProblem(502, "imap_failed", str(exc)) from None
 
     async def check_folders(self, provider: ProviderConfig, login: Login) -> LiveCheck:
         """STATUS of each configured folder, for the live status; failures go in ``error``."""
+        with self._slot(provider.tenant) as slot:
+            return await self._check_in(slot, provider, login)
+
+    async def _check_in(self, slot: _Slot, provider: ProviderConfig, login: Login) -> LiveCheck:
         deadline = _Deadline(time.monotonic() + self.timeout_s)
         now = datetime.now(UTC)
         refusal = await self.refusal_for_host(
@@ -166,7 +198,7 @@ class ImapCalls:
             return LiveCheck(checked_at=now, folders={}, error=f"host {refusal}")
         try:
             statuses = await self._run(
-                deadline, lambda holder: self._statuses(provider, login, holder)
+                slot, deadline, lambda holder: self._statuses(provider, login, holder)
             )
         except TimeoutError:
             return LiveCheck(now, {}, f"the server did not answer within {self.timeout_s:g} s")
@@ -188,10 +220,43 @@ class ImapCalls:
             504, "imap_timeout", f"the mail server did not answer within {self.timeout_s:g} s"
         )
 
-    async def _run(self, deadline: _Deadline, work: Callable[[_SessionHolder], T]) -> T:
+    @contextmanager
+    def _slot(self, tenant: str) -> Iterator[_Slot]:
+        """One of the tenant's ``CALLS_PER_TENANT_AT_ONCE``, or ``ApiProblem`` 429.
+
+        Released when the call ends, or, once its work is on a pool thread, when that work
+        ends (after a timeout the thread may take a moment longer to notice the cut).
+        """
+        running = self._running.get(tenant, 0)
+        if running >= CALLS_PER_TENANT_AT_ONCE:
+            raise ApiProblem(
+                429,
+                "rate_limited",
+                f"this tenant already has {running} calls to mail servers running, the most "
+                "allowed at once; retry when one has finished",
+                headers={"Retry-After": "1"},
+            )
+        self._running[tenant] = running + 1
+        slot = _Slot(lambda: self._release(tenant))
+        try:
+            yield slot
+        finally:
+            slot.end_of_call()
+
+    def _release(self, tenant: str) -> None:
+        left = self._running.get(tenant, 1) - 1
+        if left > 0:
+            self._running[tenant] = left
+        else:
+            self._running.pop(tenant, None)
+
+    async def _run(
+        self, slot: _Slot, deadline: _Deadline, work: Callable[[_SessionHolder], T]
+    ) -> T:
         holder = _SessionHolder()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, work, holder)
+        slot.hold_until(future)
         try:
             return await asyncio.wait_for(future, deadline.remaining_s())
         except TimeoutError:
@@ -200,8 +265,12 @@ class ImapCalls:
 
     def _options(self, provider: ProviderConfig) -> ConnectOptions:
         timeout_ms = provider.endpoint.timeout_ms or self._settings.connection_timeout_ms
+        if timeout_ms >= self._settings.api_imap_timeout_ms:
+            # The call's deadline decides (504, stage timeout), not a socket timeout that
+            # would end at nearly the same moment and answer 502 instead.
+            timeout_ms = self._settings.api_imap_timeout_ms + DEADLINE_MARGIN_MS
         return ConnectOptions(
-            timeout_s=min(timeout_ms, self._settings.api_imap_timeout_ms) / 1000,
+            timeout_s=timeout_ms / 1000,
             keepalive=False,
             verify_tls=self._settings.tls_reject_unauthorized,
             allow_private_hosts=self._settings.allow_private_hosts,
@@ -223,14 +292,18 @@ class ImapCalls:
             )
         try:
             capabilities = session.capabilities
-            names = tuple(folder.name for folder in session.list_folders())
+            listing = _bounded_list(session)
+            names = tuple(folder.name for folder in listing.folders)
+            missing = missing_folders(provider.folders, names)
+            if listing.truncated and missing:  # the configured ones may be past the bound
+                session = self._open(provider, login, holder)
+                missing = tuple(f for f in missing if not _exists(session, f))
         except EmailServiceError as exc:
             return ProbeOutcome(
                 False, "folders", str(exc), session.capabilities, (), (), _elapsed_ms(started)
             )
         finally:
             session.close()
-        missing = missing_folders(provider.folders, names)
         return ProbeOutcome(
             ok=not missing,
             stage="folders" if missing else "done",
@@ -241,19 +314,22 @@ class ImapCalls:
             folders_found=names,
             missing_folders=missing,
             elapsed_ms=_elapsed_ms(started),
+            folders_truncated=listing.truncated,
         )
 
     def _list(
         self, provider: ProviderConfig, login: Login, holder: _SessionHolder
-    ) -> list[FolderListing]:
+    ) -> FolderListings:
         session = self._open(provider, login, holder)
         try:
-            return [
-                FolderListing(folder.name, folder.delimiter, folder.flags)
-                for folder in session.list_folders()
-            ]
+            listing = _bounded_list(session)
         finally:
             session.close()
+        return FolderListings(
+            tuple(FolderListing(f.name, f.delimiter, f.flags) for f in listing.folders),
+            truncated=listing.truncated,
+            limit=MAX_LISTED_FOLDERS,
+        )
 
     def _statuses(
         self, provider: ProviderConfig, login: Login, holder: _SessionHolder
@@ -274,6 +350,37 @@ class ImapCalls:
         finally:
             session.close()
         return found
+
+
+class _Slot:
+    """A tenant's running-call slot; released once by whoever ends last: the call, or the
+    pool thread its work is on."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release = release
+        self._future: asyncio.Future[Any] | None = None
+
+    def hold_until(self, future: asyncio.Future[Any]) -> None:
+        self._future = future
+
+    def end_of_call(self) -> None:
+        future = self._future
+        if future is None or future.done():
+            self._release()
+        else:
+            future.add_done_callback(lambda _f: self._release())
+
+
+def _bounded_list(session: ImapSession) -> FolderList:
+    return session.list_folders_bounded(max_folders=MAX_LISTED_FOLDERS, max_bytes=MAX_LIST_BYTES)
+
+
+def _exists(session: ImapSession, folder: str) -> bool:
+    try:
+        session.status(folder)
+    except FolderMissing:
+        return False
+    return True
 
 
 def missing_folders(configured: tuple[str, ...], found: tuple[str, ...]) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from email_service.api.imap_calls import MAX_LIST_BYTES, MAX_LISTED_FOLDERS
 from email_service.api.oauth_connect import (
     CALLBACK_PATH,
     CALLBACK_QUERY,
@@ -21,15 +22,18 @@ from email_service.api.oauth_connect import (
 from email_service.api.validation import (
     ACCEPTED,
     CREATE_ONLY,
+    DEFAULT_PAGE_SIZE,
     FOLDER_PATTERN,
     HOST_PATTERN,
     MAILBOX_PATTERN,
     MAX_CONNECTIONS,
+    MAX_CURSOR_CHARS,
     MAX_FOLDER_CHARS,
     MAX_FOLDERS,
     MAX_HOST_CHARS,
     MAX_MAILBOX_CHARS,
     MAX_NAME_CHARS,
+    MAX_PAGE_SIZE,
     MAX_PASSWORD_CHARS,
     MAX_PROVIDER_ID_CHARS,
     MAX_SCOPES,
@@ -40,7 +44,7 @@ from email_service.api.validation import (
     SCOPE_PATTERN,
     TEXT_PATTERN,
 )
-from email_service.api.views import SPECIAL_USE
+from email_service.api.views import MAX_PAGE_BYTES, SPECIAL_USE
 from email_service.model import AUTH_OAUTH2, AUTH_PASSWORD, Security
 from providers.presets import PROVIDER_TYPES
 
@@ -295,7 +299,19 @@ def _schemas() -> dict[str, Any]:
                 "updatedAt": _TIME,
             }
         ),
-        "ProviderList": _object({"providers": {"type": "array", "items": _ref("Provider")}}),
+        "ProviderList": _object(
+            {
+                "providers": {
+                    "type": "array",
+                    "maxItems": MAX_PAGE_SIZE,
+                    "items": _ref("Provider"),
+                },
+                "nextCursor": {
+                    **_nullable(_STRING),
+                    "description": "pass as `cursor` for the next page; null on the last",
+                },
+            }
+        ),
         "ConnectionTest": _object(
             {
                 "ok": {"type": "boolean"},
@@ -309,6 +325,12 @@ def _schemas() -> dict[str, Any]:
                 "foldersFound": _STRINGS,
                 "missingFolders": _STRINGS,
                 "elapsedMs": _COUNT,
+                "foldersTruncated": {
+                    "type": "boolean",
+                    "description": f"the server lists more than {MAX_LISTED_FOLDERS} folders: "
+                    "`foldersFound` holds the first of them (configured folders are still "
+                    "checked, one by one)",
+                },
             }
         ),
         "Folder": _object(
@@ -323,7 +345,16 @@ def _schemas() -> dict[str, Any]:
             }
         ),
         "FolderList": _object(
-            {"providerId": _STRING, "folders": {"type": "array", "items": _ref("Folder")}}
+            {
+                "providerId": _STRING,
+                "folders": {"type": "array", "items": _ref("Folder")},
+                "truncated": {
+                    "type": "boolean",
+                    "description": f"the server lists more than {MAX_LISTED_FOLDERS} folders "
+                    f"(or more than {MAX_LIST_BYTES // (1024 * 1024)} MiB of them): `folders` "
+                    "holds the ones read before the listing was cut off",
+                },
+            }
         ),
         "Cursor": _object({"uidValidity": _UID, "lastUid": _UID, "updatedAt": _nullable(_TIME)}),
         "ServerFolder": _object(
@@ -418,12 +449,15 @@ _ERRORS = {
     403: "the OAuth state belongs to another tenant",
     401: "missing or bad bearer token",
     404: "no such provider for this tenant (also another tenant's provider)",
+    408: "the request body did not arrive within 10 s",
     409: "the provider cannot do this (no readable password; an OAuth provider not connected "
-    "yet or needing re-authorisation; or not an OAuth provider)",
+    "yet or needing re-authorisation; or not an OAuth provider); on create: the tenant has "
+    "EMAIL_SERVICE_MAX_PROVIDERS_PER_TENANT providers already (`provider_limit_reached`)",
     413: "request body too large",
     415: "body is not application/json",
     422: "a field is invalid; `fields` names each one and says what is accepted",
-    429: "too many calls that open mail server connections; retry after `Retry-After` seconds",
+    429: "too many calls that open mail server connections (per minute, or running at once); "
+    "retry after `Retry-After` seconds",
     502: "the mail server (or the OAuth token endpoint) failed",
     503: "the database is unavailable, or the OAuth flow is not configured; retry after "
     "`Retry-After` seconds",
@@ -447,7 +481,28 @@ _PROVIDER_ID = {
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PROVIDER_ID_CHARS},
 }
-_BODY_ERRORS = (400, 413, 415, 422)
+_BODY_ERRORS = (400, 408, 413, 415, 422)
+_PAGE_PARAMETERS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_PAGE_SIZE,
+            "default": DEFAULT_PAGE_SIZE,
+        },
+        "description": "providers per page",
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_CURSOR_CHARS},
+        "description": "the `nextCursor` of the previous page, unchanged",
+    },
+]
 
 
 def _operation(
@@ -495,23 +550,70 @@ def _action(
     )
 
 
+#: Operations that take a provider id, reachable from a created or changed provider (OpenAPI
+#: links: clients and the schemathesis state machine follow them with the real id).
+_PROVIDER_OPERATIONS = (
+    "getProvider",
+    "updateProvider",
+    "deleteProvider",
+    "testProvider",
+    "listFolders",
+    "getProviderStatus",
+    "resyncProvider",
+    "reconnectProvider",
+    "pauseProvider",
+    "resumeProvider",
+)
+
+
+def _provider_links(id_pointer: str) -> dict[str, Any]:
+    return {
+        operation[0].upper() + operation[1:]: {
+            "operationId": operation,
+            "parameters": {"providerId": f"$response.body#{id_pointer}"},
+        }
+        for operation in _PROVIDER_OPERATIONS
+    }
+
+
+def _with_links(response: dict[str, Any], links: dict[str, Any]) -> dict[str, Any]:
+    return {**response, "links": links}
+
+
 def _paths() -> dict[str, Any]:
     base = f"{API_PREFIX}/providers"
     one = base + "/{providerId}"
     location = {"Location": {"schema": {"type": "string"}, "required": True}}
+    next_page = {
+        "NextPage": {
+            "operationId": "listProviders",
+            "parameters": {"cursor": "$response.body#/nextCursor"},
+        }
+    }
     return {
         base: {
             "get": _operation(
                 "listProviders",
-                "The tenant's providers, oldest first",
-                {"200": _json("ProviderList", "the providers"), **_errors()},
+                "The tenant's providers, oldest first, a page at a time",
+                {
+                    "200": _with_links(_json("ProviderList", "one page of providers"), next_page),
+                    **_errors(),
+                },
+                parameters=_PAGE_PARAMETERS,
+                description=f"At most `limit` providers (default {DEFAULT_PAGE_SIZE}, at most "
+                f"{MAX_PAGE_SIZE}) and about {MAX_PAGE_BYTES // (1024 * 1024)} MiB a page (a "
+                "page always holds one); while `nextCursor` is not null, ask again with "
+                "`cursor` set to it. Pages follow creation order, so providers created "
+                "meanwhile appear at the end and none is skipped or repeated.",
             ),
             "post": _operation(
                 "createProvider",
                 "Create a provider (and store its password or OAuth client secret)",
                 {
-                    "201": _json("Provider", "created", location),
-                    **_errors(*_BODY_ERRORS),
+                    "201": _with_links(
+                        _json("Provider", "created", location), _provider_links("/id")
+                    ),
+                    **_errors(409, *_BODY_ERRORS),
                 },
                 body="ProviderCreate",
                 description="The host is resolved, and refused when it resolves to a private, "
@@ -532,7 +634,12 @@ def _paths() -> dict[str, Any]:
             "patch": _operation(
                 "updateProvider",
                 "Change some fields; the worker reconnects with the new configuration",
-                {"200": _json("Provider", "the changed provider"), **_errors(404, *_BODY_ERRORS)},
+                {
+                    "200": _with_links(
+                        _json("Provider", "the changed provider"), _provider_links("/id")
+                    ),
+                    **_errors(404, *_BODY_ERRORS),
+                },
                 body="ProviderUpdate",
             ),
             "delete": _operation(
@@ -557,7 +664,11 @@ def _paths() -> dict[str, Any]:
                 "listFolders",
                 "The mailbox's folder tree, to choose folders from (rate limited, time bound)",
                 {
-                    "200": _json("FolderList", "every folder the server lists"),
+                    "200": _json(
+                        "FolderList",
+                        f"the folders the server lists (at most {MAX_LISTED_FOLDERS}: see "
+                        "`truncated`)",
+                    ),
                     **_errors(404, 409, 422, 429, 502, 504),
                 },
                 parameters=[_PROVIDER_ID],

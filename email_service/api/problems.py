@@ -44,12 +44,21 @@ class ApiProblem(Exception):
         return body
 
 
+#: Problems summed up in an error's ``message``.
+SUMMARY_PROBLEMS = 5
+#: Problems listed in an error's ``fields``: a body of 5,000 unknown keys gets a short
+#: answer, not one entry per key (the message says how many more there were).
+MAX_FIELD_PROBLEMS = 20
+
+
 def invalid_fields(problems: Sequence[FieldProblem]) -> ApiProblem:
-    """422 naming every rejected field."""
-    summary = "; ".join(f"{p.field}: {p.message}" for p in problems[:5])
-    if len(problems) > 5:
-        summary += f"; and {len(problems) - 5} more"
-    return ApiProblem(422, "validation_failed", summary, fields=tuple(problems))
+    """422 naming the rejected fields (the first ``MAX_FIELD_PROBLEMS`` of them)."""
+    summary = "; ".join(f"{p.field}: {p.message}" for p in problems[:SUMMARY_PROBLEMS])
+    if len(problems) > SUMMARY_PROBLEMS:
+        summary += f"; and {len(problems) - SUMMARY_PROBLEMS} more"
+    return ApiProblem(
+        422, "validation_failed", summary, fields=tuple(problems[:MAX_FIELD_PROBLEMS])
+    )
 
 
 def provider_not_found() -> ApiProblem:

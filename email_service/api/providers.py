@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -28,8 +29,10 @@ from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields,
 from email_service.api.ratelimit import retry_after_header
 from email_service.api.stats import delete_provider_stats, load_provider_stats
 from email_service.api.validation import (
+    encode_cursor,
     validate_create,
     validate_flag,
+    validate_page,
     validate_provider_id,
     validate_resync,
     validate_update,
@@ -38,6 +41,7 @@ from email_service.api.views import (
     ProbeOutcome,
     folders_view,
     probe_view,
+    provider_page,
     provider_view,
     status_view,
 )
@@ -48,8 +52,12 @@ from email_service.errors import (
     SecretUndecryptable,
     TokenEndpointUnavailable,
 )
+from email_service.http_server import BODY_READ_TIMEOUT_S
 from email_service.imap_session import Login
 from email_service.model import KEEP, ProviderConfig
+from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
+
+T = TypeVar("T")
 
 #: JSON media types accepted for request bodies.
 JSON_TYPES = ("application/json",)
@@ -78,9 +86,16 @@ def add_routes(app: web.Application, prefix: str) -> None:
 
 
 async def list_providers(request: web.Request) -> web.Response:
+    """One page of the tenant's providers, oldest first; ``nextCursor`` asks for the next."""
     parts, tenant = parts_of(request), caller_of(request).tenant
-    records = await asyncio.to_thread(parts.providers.list_records, tenant)
-    return web.json_response({"providers": [provider_view(r) for r in records]})
+    page = validate_page(request.query.get("limit"), request.query.get("cursor"))
+    records = await asyncio.to_thread(
+        parts.providers.list_records, tenant, after=page.after, limit=page.limit + 1
+    )
+    views, next_key = provider_page(records, page.limit)
+    return web.json_response(
+        {"providers": views, "nextCursor": None if next_key is None else encode_cursor(next_key)}
+    )
 
 
 async def create_provider(request: web.Request) -> web.Response:
@@ -93,23 +108,10 @@ async def create_provider(request: web.Request) -> web.Response:
     ):
         if url is not None:
             await _require_usable_url(request, name, url)
-    new = valid.to_new_provider(tenant)
-
-    def create() -> str:
-        provider_id = parts.providers.add_provider(new)
-        try:
-            if valid.password is not None:
-                parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", valid.password)
-            if valid.client_secret is not None:
-                parts.secrets.save_secret(
-                    tenant, f"imap_oauth_client_secret_{provider_id}", valid.client_secret
-                )
-        except BaseException:
-            parts.providers.remove_provider(provider_id, tenant)
-            raise
-        return provider_id
-
-    provider_id = await asyncio.to_thread(create)
+    secrets = ProviderSecrets(password=valid.password, client_secret=valid.client_secret)
+    provider_id = await asyncio.to_thread(
+        _admin(request).create, valid.to_new_provider(tenant), secrets
+    )
     record = await asyncio.to_thread(parts.providers.load_record, provider_id, tenant)
     return web.json_response(
         provider_view(record),
@@ -134,12 +136,9 @@ async def update_provider(request: web.Request) -> web.Response:
         port = changes.port if changes.port is not KEEP else current.config.endpoint.port
         await _require_usable_host(request, changes.host, port)
 
-    def update() -> None:
-        if patch.password is not None:
-            parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", patch.password)
-        parts.providers.update_provider(provider_id, tenant, changes)
-
-    await asyncio.to_thread(update)
+    await asyncio.to_thread(
+        _admin(request).change, provider_id, tenant, changes, ProviderSecrets(patch.password)
+    )
     record = await asyncio.to_thread(parts.providers.load_record, provider_id, tenant)
     return web.json_response(provider_view(record))
 
@@ -169,7 +168,7 @@ async def check_connection(request: web.Request) -> web.Response:
             elapsed_ms=0,
         )
     else:
-        outcome = await parts_of(request).imap.probe(provider, login)
+        outcome = await _counted(request, "test", parts_of(request).imap.probe(provider, login))
     _count_imap_call(request, "test", "ok" if outcome.ok else "failed")
     return web.json_response(probe_view(outcome))
 
@@ -183,15 +182,25 @@ async def list_folders(request: web.Request) -> web.Response:
             "credentials_unavailable",
             MISSING_CREDENTIALS_MESSAGE,
         )
-    try:
-        listing = await parts_of(request).imap.list_folders(provider, login)
-    except ApiProblem:
-        _count_imap_call(request, "folders", "failed")
-        raise
+    imap = parts_of(request).imap
+    listing = await _counted(request, "folders", imap.list_folders(provider, login))
     _count_imap_call(request, "folders", "ok")
     return web.json_response(
-        {"providerId": provider.id, "folders": folders_view(listing, provider.folders)}
+        {
+            "providerId": provider.id,
+            "folders": folders_view(listing.folders, provider.folders),
+            "truncated": listing.truncated,
+        }
     )
+
+
+async def _counted(request: web.Request, kind: str, call: Awaitable[T]) -> T:
+    """``call``'s result; an ``ApiProblem`` it raises is counted (``rate_limited`` for 429)."""
+    try:
+        return await call
+    except ApiProblem as problem:
+        _count_imap_call(request, kind, "rate_limited" if problem.status == 429 else "failed")
+        raise
 
 
 async def provider_status(request: web.Request) -> web.Response:
@@ -216,7 +225,7 @@ async def provider_status(request: web.Request) -> web.Response:
                 "credentials_unavailable",
                 MISSING_CREDENTIALS_MESSAGE,
             )
-        live_check = await parts.imap.check_folders(provider, login)
+        live_check = await _counted(request, "status", parts.imap.check_folders(provider, login))
         _count_imap_call(request, "status", "failed" if live_check.error else "ok")
     body = status_view(
         status,
@@ -282,6 +291,16 @@ def _accepted(
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _admin(request: web.Request) -> ProviderAdmin:
+    parts = parts_of(request)
+    return ProviderAdmin(
+        parts.engine,
+        parts.providers,
+        parts.secrets,
+        max_providers_per_tenant=parts.settings.max_providers_per_tenant,
+    )
 
 
 def _provider_id(request: web.Request) -> str:
@@ -370,13 +389,23 @@ async def read_json(
         raise ApiProblem(
             415, "unsupported_media_type", "send the body as Content-Type: application/json"
         )
-    raw = await request.read()
+    try:
+        raw = await asyncio.wait_for(request.read(), BODY_READ_TIMEOUT_S)
+    except TimeoutError:
+        raise ApiProblem(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {BODY_READ_TIMEOUT_S:g} s",
+            headers={"Connection": "close"},
+        ) from None
     if not raw and optional:
         return None
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError):
         raise ApiProblem(400, "invalid_json", "the body is not valid JSON") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise ApiProblem(400, "invalid_json", "the body is nested too deeply") from None
     if body is None:
         raise ApiProblem(400, "invalid_body", "the request body must be a JSON object")
     if empty_only and body != {}:

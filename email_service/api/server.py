@@ -7,10 +7,9 @@ import logging
 import os
 import signal
 
-from aiohttp import web
-
 from email_service.api.app import build_app
 from email_service.api.parts import ApiParts
+from email_service.http_server import HttpLimits, listening_socket, serve_app
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +25,13 @@ def run_api(parts: ApiParts, *, port: int, host: str = "0.0.0.0") -> None:  # no
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        runner = web.AppRunner(build_app(parts), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        runner = await serve_app(
+            build_app(parts),
+            listening_socket(host, port),
+            limits=HttpLimits.from_settings(parts.settings),
+            metrics=parts.metrics,
+            shutdown_timeout_s=SHUTDOWN_GRACE_S,
+        )
         logger.info("api listening on port %d (pid %d)", port, os.getpid())
         try:
             await stop.wait()

@@ -8,10 +8,13 @@ message repeats the value it rejects.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +27,7 @@ from email_service.model import (
     ImapEndpoint,
     NewProvider,
     OAuthFields,
+    PageKey,
     ProviderChanges,
     Security,
 )
@@ -49,6 +53,14 @@ MAX_PROVIDER_ID_CHARS = 64
 MAX_SCOPES = 20
 MAX_SCOPE_CHARS = 200
 MAX_URL_CHARS = 2000
+#: Providers on a page when the request does not say (``?limit=``), and the most it may ask.
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+#: Longest ``?cursor=`` accepted: a creation time and a provider id, encoded.
+MAX_CURSOR_CHARS = 200
+#: Longest unknown field or parameter name quoted back in an error: enough to recognise a
+#: typo, never a 60 KB key returned whole.
+MAX_QUOTED_NAME_CHARS = 64
 
 #: Printable text without leading or trailing blanks: names, user names.
 TEXT_PATTERN = r"^[^\u0000-\u0020\u007f]([^\u0000-\u001f\u007f]*[^\u0000-\u0020\u007f])?$"
@@ -211,7 +223,7 @@ def _check_login(values: Mapping[str, Any], problems: _Collector) -> dict[str, A
     for name, value in values.items():
         if name not in CREATE_ONLY:
             continue
-        ok = isinstance(value, str) and 0 < len(value) <= MAX_URL_CHARS
+        ok = isinstance(value, str) and 0 < len(value) <= MAX_URL_CHARS and is_utf8(value)
         if name == "providerType":
             ok = isinstance(value, str) and value in PROVIDER_TYPES
         elif name == "authType":
@@ -265,15 +277,31 @@ def _require_own_client(
 
 
 def _is_web_url(value: str) -> bool:
+    """An absolute http(s) URL with a host, a port (if any) from 1 to 65535, no user
+    information (``user:password@``, even with an empty user) and no fragment."""
+    if not value.isprintable() or " " in value or not is_utf8(value):
+        return False
     parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:  # ":99999", ":abc", ":-1"
+        return False
     return (
         parts.scheme in {"https", "http"}
         and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and port != 0
         and not parts.fragment
-        and not parts.username
-        and value.isprintable()
-        and " " not in value
     )
+
+
+def is_utf8(value: str) -> bool:
+    """Whether ``value`` can be stored: JSON allows lone surrogates (``\\ud800``), UTF-8 not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_update(body: Any) -> ProviderPatch:
@@ -311,7 +339,7 @@ def validate_resync(body: Any, configured: Sequence[str]) -> tuple[str, ...] | N
     problems = _Collector()
     for key in values:
         if key != "folders":
-            problems.add(key, "unknown field; accepted: folders")
+            problems.add(quoted_name(key), "unknown field; accepted: folders")
     folders: tuple[str, ...] | None = None
     if "folders" in values:
         checked = _check_folders(values["folders"], problems, "folders")
@@ -338,6 +366,58 @@ def validate_flag(name: str, value: str | None) -> bool:
     raise invalid_fields([FieldProblem(name, "expected true or false")])
 
 
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page of a list to answer: at most ``limit`` items after ``after``."""
+
+    limit: int
+    after: PageKey | None
+
+
+def validate_page(limit: str | None, cursor: str | None) -> PageRequest:
+    """``?limit=`` (1 to ``MAX_PAGE_SIZE``, default ``DEFAULT_PAGE_SIZE``) and ``?cursor=``
+    (the ``nextCursor`` of the previous page); 422 naming the parameter otherwise."""
+    problems = _Collector()
+    size = DEFAULT_PAGE_SIZE
+    if limit is not None:
+        if re.fullmatch(r"[0-9]{1,4}", limit) and 1 <= int(limit) <= MAX_PAGE_SIZE:
+            size = int(limit)
+        else:
+            problems.add("limit", f"expected a whole number from 1 to {MAX_PAGE_SIZE}")
+    after = None
+    if cursor is not None:
+        after = decode_cursor(cursor)
+        if after is None:
+            problems.add("cursor", "expected the nextCursor of an earlier answer, unchanged")
+    if problems.problems:
+        raise invalid_fields(problems.problems)
+    return PageRequest(size, after)
+
+
+def encode_cursor(key: PageKey) -> str:
+    """An opaque ``nextCursor``: where the page ended (not signed: it only picks a starting
+    point within the caller's own providers)."""
+    text = json.dumps([key.created_at.isoformat(), key.provider_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> PageKey | None:
+    """The ``PageKey`` in ``cursor``, or None when it is not one of ours."""
+    if not 0 < len(cursor) <= MAX_CURSOR_CHARS or not re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, provider_id = json.loads(text)
+        created_at = datetime.fromisoformat(created)
+    except (ValueError, TypeError):  # bad base64, UTF-8, JSON, shape or date
+        return None
+    if created_at.tzinfo is None or not isinstance(provider_id, str):
+        return None
+    if not validate_provider_id(provider_id):
+        return None
+    return PageKey(created_at, provider_id)
+
+
 def validate_provider_id(value: str) -> bool:
     """Whether ``value`` can be a provider id at all (otherwise the answer is 404)."""
     return 0 < len(value) <= MAX_PROVIDER_ID_CHARS and value.isprintable()
@@ -358,7 +438,14 @@ def _check_keys(values: Mapping[str, Any], problems: _Collector, *, create: bool
         elif key in CREATE_ONLY and not create:
             problems.add(key, "set only when the provider is created")
         elif key not in ACCEPTED and not (create and key in CREATE_ONLY):
-            problems.add(key, "unknown field; accepted: " + ", ".join(ACCEPTED))
+            problems.add(quoted_name(key), "unknown field; accepted: " + ", ".join(ACCEPTED))
+
+
+def quoted_name(name: str) -> str:
+    """A name the client sent, as an error quotes it: at most ``MAX_QUOTED_NAME_CHARS``."""
+    if len(name) <= MAX_QUOTED_NAME_CHARS:
+        return name
+    return name[: MAX_QUOTED_NAME_CHARS - 3] + "..."
 
 
 def _check_values(values: Mapping[str, Any], problems: _Collector) -> dict[str, Any]:
@@ -386,6 +473,7 @@ def _check_text(pattern: str, max_chars: int) -> Any:
             not isinstance(value, str)
             or not 0 < len(value) <= max_chars
             or re.fullmatch(pattern, value) is None
+            or not is_utf8(value)
         ):
             problems.add(name, "expected " + ACCEPTED[name])
             return _INVALID
@@ -448,6 +536,7 @@ def _check_folders(value: Any, problems: _Collector, name: str) -> Any:
             not isinstance(folder, str)
             or not 0 < len(folder) <= MAX_FOLDER_CHARS
             or re.fullmatch(FOLDER_PATTERN, folder) is None
+            or not is_utf8(folder)
         ):
             problems.add(
                 item,

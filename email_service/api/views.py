@@ -7,6 +7,7 @@ each shape; the schemathesis run checks every response against that description.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from email_service.errors import (
     ServerThrottled,
     TlsVerificationFailed,
 )
+from email_service.model import PageKey
 from email_service.store.providers import CursorRow, ProviderRecord, ProviderStatusRecord
 
 #: RFC 6154 special-use attributes (and Gmail's \\Important), lower-cased, without "\\".
@@ -37,6 +39,15 @@ class FolderListing:
     name: str
     delimiter: str | None
     flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FolderListings:
+    """A server's folders, and whether the listing stopped at ``limit`` (or its byte bound)."""
+
+    folders: tuple[FolderListing, ...]
+    truncated: bool
+    limit: int
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class ProbeOutcome:
     folders_found: tuple[str, ...]
     missing_folders: tuple[str, ...]
     elapsed_ms: int
+    #: The server listed more folders than a listing reads: ``folders_found`` is the start.
+    folders_truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,31 @@ def provider_view(record: ProviderRecord) -> dict[str, object]:
     }
 
 
+#: Bytes of provider JSON one page holds at most (a page always holds at least one): 200
+#: providers of 100 long folder names each would otherwise be a 60 MB answer.
+MAX_PAGE_BYTES = 1024 * 1024
+
+
+def provider_page(
+    records: Sequence[ProviderRecord], limit: int, max_bytes: int = MAX_PAGE_BYTES
+) -> tuple[list[dict[str, object]], PageKey | None]:
+    """Up to ``limit`` provider views of ``records`` (which may hold one more, to tell that
+    there are more) within ``max_bytes``, and the key to continue after, if anything is left.
+    """
+    views: list[dict[str, object]] = []
+    size = 0
+    for record in records[:limit]:
+        view = provider_view(record)
+        size += len(json.dumps(view))
+        if views and size > max_bytes:
+            break
+        views.append(view)
+    if len(views) == len(records):
+        return views, None
+    last = records[len(views) - 1]
+    return views, PageKey(last.created_at, last.config.id)
+
+
 def probe_view(outcome: ProbeOutcome) -> dict[str, object]:
     return {
         "ok": outcome.ok,
@@ -125,6 +163,7 @@ def probe_view(outcome: ProbeOutcome) -> dict[str, object]:
         "foldersFound": list(outcome.folders_found),
         "missingFolders": list(outcome.missing_folders),
         "elapsedMs": outcome.elapsed_ms,
+        "foldersTruncated": outcome.folders_truncated,
     }
 
 

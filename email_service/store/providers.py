@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, delete, exists, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from email_service.contract.formats import require_tenant_id
 from email_service.errors import LeaseLost, ProviderNotFound
@@ -28,9 +40,11 @@ from email_service.model import (
     ImapEndpoint,
     NewProvider,
     OAuthFields,
+    PageKey,
     ProviderChanges,
     ProviderConfig,
     Security,
+    provider_secret_names,
 )
 from email_service.store.cursors import _refresh_folder_state_json
 from email_service.store.dbclock import db_now
@@ -181,52 +195,67 @@ class ProviderStore:
     def add_provider(self, new: NewProvider) -> str:
         """Create the provider and its IMAP configuration; return the new id.
 
+        Without secrets and without the tenant's provider cap: for tests and tools. The
+        API, the CLI and the demo create providers with ``ProviderAdmin.create``.
+        """
+        with transaction(self._engine) as connection:
+            return self.insert_provider(connection, new)
+
+    def insert_provider(self, connection: Connection, new: NewProvider) -> str:
+        """Insert the provider and its configuration in the caller's transaction.
+
         Raises ``TenantIdInvalid`` unless the tenant id is a UUID."""
         require_tenant_id(new.tenant)
         provider_id = str(uuid.uuid4())
         now = _now()
         secure, allow_starttls = new.endpoint.security.to_columns()
-        with transaction(self._engine) as connection:
-            connection.execute(
-                _providers.insert().values(
-                    id=provider_id,
-                    tenant=new.tenant,
-                    provider_type=new.provider_type,
-                    provider_name=new.name,
-                    mailbox=new.mailbox,
-                    is_active=new.is_active,
-                    status="pending",
-                    created_at=now,
-                    updated_at=now,
-                )
+        connection.execute(
+            _providers.insert().values(
+                id=provider_id,
+                tenant=new.tenant,
+                provider_type=new.provider_type,
+                provider_name=new.name,
+                mailbox=new.mailbox,
+                is_active=new.is_active,
+                status="pending",
+                created_at=now,
+                updated_at=now,
             )
-            connection.execute(
-                _config.insert().values(
-                    email_provider_id=provider_id,
-                    tenant=new.tenant,
-                    host=new.endpoint.host,
-                    port=new.endpoint.port,
-                    secure=secure,
-                    allow_starttls=allow_starttls,
-                    auth_type=new.auth_type,
-                    username=new.username,
-                    folder_filters=list(new.folders),
-                    folder_state={},
-                    lease_fence=0,
-                    tls_ca_file=new.endpoint.tls_ca_file,
-                    connection_timeout_ms=new.endpoint.timeout_ms,
-                    max_connections=new.max_connections,
-                    socket_keepalive=new.endpoint.socket_keepalive,
-                    oauth_authorize_url=new.oauth.authorize_url,
-                    oauth_token_url=new.oauth.token_url,
-                    oauth_client_id=new.oauth.client_id,
-                    oauth_scopes=" ".join(new.oauth.scopes) or None,
-                    oauth_token_version=0,
-                    created_at=now,
-                    updated_at=now,
-                )
+        )
+        connection.execute(
+            _config.insert().values(
+                email_provider_id=provider_id,
+                tenant=new.tenant,
+                host=new.endpoint.host,
+                port=new.endpoint.port,
+                secure=secure,
+                allow_starttls=allow_starttls,
+                auth_type=new.auth_type,
+                username=new.username,
+                folder_filters=list(new.folders),
+                folder_state={},
+                lease_fence=0,
+                tls_ca_file=new.endpoint.tls_ca_file,
+                connection_timeout_ms=new.endpoint.timeout_ms,
+                max_connections=new.max_connections,
+                socket_keepalive=new.endpoint.socket_keepalive,
+                oauth_authorize_url=new.oauth.authorize_url,
+                oauth_token_url=new.oauth.token_url,
+                oauth_client_id=new.oauth.client_id,
+                oauth_scopes=" ".join(new.oauth.scopes) or None,
+                oauth_token_version=0,
+                created_at=now,
+                updated_at=now,
             )
+        )
         return provider_id
+
+    def count_providers(self, connection: Connection, tenant: str) -> int:
+        """How many providers ``tenant`` has, in the caller's transaction."""
+        count = connection.execute(
+            select(func.count()).select_from(_providers).where(_providers.c.tenant == tenant)
+        ).scalar_one()
+        return int(count)
 
     def list_providers(self, tenant: str | None = None) -> list[ProviderConfig]:
         query = _select_providers().order_by(_providers.c.tenant, _providers.c.created_at)
@@ -268,7 +297,7 @@ class ProviderStore:
             connection.execute(
                 delete(email_secrets).where(
                     email_secrets.c.tenant == tenant,
-                    email_secrets.c.name.like(f"%\\_{provider_id}", escape="\\"),
+                    email_secrets.c.name.in_(provider_secret_names(provider_id)),
                 )
             )
 
@@ -285,8 +314,19 @@ class ProviderStore:
 
     # -- for the API: tenant-scoped reads and unfenced changes ------------------------------
 
-    def list_records(self, tenant: str, provider_id: str | None = None) -> list[ProviderRecord]:
-        """The tenant's providers (or the one with ``provider_id``), oldest first."""
+    def list_records(
+        self,
+        tenant: str,
+        provider_id: str | None = None,
+        *,
+        after: PageKey | None = None,
+        limit: int | None = None,
+    ) -> list[ProviderRecord]:
+        """The tenant's providers (or the one with ``provider_id``), oldest first.
+
+        ``after`` and ``limit`` page through them: at most ``limit`` providers that come
+        after ``after`` in (``created_at``, ``id``) order, an order no insert can reshuffle.
+        """
         has_password = exists().where(
             email_secrets.c.tenant == _providers.c.tenant,
             email_secrets.c.name == literal("imap_password_").concat(_providers.c.id),
@@ -304,6 +344,18 @@ class ProviderStore:
         )
         if provider_id is not None:
             query = query.where(_providers.c.id == provider_id)
+        if after is not None:
+            query = query.where(
+                or_(
+                    _providers.c.created_at > after.created_at,
+                    and_(
+                        _providers.c.created_at == after.created_at,
+                        _providers.c.id > after.provider_id,
+                    ),
+                )
+            )
+        if limit is not None:
+            query = query.limit(limit)
         with transaction(self._engine) as connection:
             return [_record_from_row(row) for row in connection.execute(query)]
 
@@ -315,6 +367,13 @@ class ProviderStore:
         return records[0]
 
     def update_provider(self, provider_id: str, tenant: str, changes: ProviderChanges) -> None:
+        """Apply ``changes`` (``update_in``) in a transaction of its own."""
+        with transaction(self._engine) as connection:
+            self.update_in(connection, provider_id, tenant, changes)
+
+    def update_in(
+        self, connection: Connection, provider_id: str, tenant: str, changes: ProviderChanges
+    ) -> None:
         """Apply ``changes`` and mark the provider changed, so its connections restart.
 
         A new host also forgets the server's capabilities and an operator's CA file (both
@@ -342,37 +401,36 @@ class ProviderStore:
         if changes.folders is not KEEP:
             config_values["folder_filters"] = list(changes.folders)
         key = FolderKey(tenant, provider_id, "")
-        with transaction(self._engine) as connection:
-            current = connection.execute(
-                select(_config.c.host, _config.c.folder_filters).where(
-                    _config.c.email_provider_id == provider_id, _config.c.tenant == tenant
-                )
-            ).first()
-            if current is None:
-                raise ProviderNotFound(f"no provider {provider_id}")
-            if changes.host is not KEEP and changes.host != current.host:
-                config_values["server_capabilities"] = None
-                config_values["tls_ca_file"] = None
-            connection.execute(
-                update(_providers)
-                .where(_providers.c.id == provider_id, _providers.c.tenant == tenant)
-                .values(**provider_values)
+        current = connection.execute(
+            select(_config.c.host, _config.c.folder_filters).where(
+                _config.c.email_provider_id == provider_id, _config.c.tenant == tenant
             )
+        ).first()
+        if current is None:
+            raise ProviderNotFound(f"no provider {provider_id}")
+        if changes.host is not KEEP and changes.host != current.host:
+            config_values["server_capabilities"] = None
+            config_values["tls_ca_file"] = None
+        connection.execute(
+            update(_providers)
+            .where(_providers.c.id == provider_id, _providers.c.tenant == tenant)
+            .values(**provider_values)
+        )
+        connection.execute(
+            update(_config)
+            .where(_config.c.email_provider_id == provider_id, _config.c.tenant == tenant)
+            .values(**config_values)
+        )
+        if changes.folders is not KEEP:
+            kept = list(changes.folders or DEFAULT_FOLDERS)
             connection.execute(
-                update(_config)
-                .where(_config.c.email_provider_id == provider_id, _config.c.tenant == tenant)
-                .values(**config_values)
-            )
-            if changes.folders is not KEEP:
-                kept = list(changes.folders or DEFAULT_FOLDERS)
-                connection.execute(
-                    delete(_state).where(
-                        _state.c.email_provider_id == provider_id,
-                        _state.c.tenant == tenant,
-                        _state.c.folder.not_in(kept),
-                    )
+                delete(_state).where(
+                    _state.c.email_provider_id == provider_id,
+                    _state.c.tenant == tenant,
+                    _state.c.folder.not_in(kept),
                 )
-                _refresh_folder_state_json(connection, key)
+            )
+            _refresh_folder_state_json(connection, key)
 
     def set_paused(self, provider_id: str, tenant: str, paused: bool) -> None:
         """Pause or resume: a paused provider is left out of ``load_active_providers``."""

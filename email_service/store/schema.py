@@ -104,6 +104,9 @@ imap_email_provider_config = Table(
     Column("lease_owner", String(255)),
     Column("lease_expires_at", UtcDateTime),
     Column("lease_fence", BigInteger, nullable=False, default=0),
+    # IMAP connections the lease owner may hold for this provider (its plan), so every
+    # worker can keep a tenant within IMAP_MAX_CONNECTIONS_PER_TENANT (connection_records).
+    Column("lease_connections", Integer),
     Column("server_capabilities", JsonColumn),
     Column("connection_timeout_ms", Integer),
     Column("socket_keepalive", Boolean),

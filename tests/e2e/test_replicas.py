@@ -16,7 +16,6 @@ from sqlalchemy import Engine, text
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import ImapEndpoint, NewProvider, Security
 from email_service.secretbox import SecretBox
-from email_service.store.engine import make_engine
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
 from tests.e2e.test_worker_process import WorkerProcess
@@ -28,13 +27,6 @@ PROVIDERS = 60
 TENANTS = 5
 LEASE_TTL_MS = 3000
 REFRESH_MS = 500
-
-
-@pytest.fixture
-def engine(environ: dict[str, str]) -> Iterator[Engine]:
-    engine = make_engine(environ["DATABASE_URL"])
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -52,21 +44,25 @@ def add_providers(
     dovecot: DovecotServer,
     tenants: list[str] | None = None,
     count: int = PROVIDERS,
+    tenant: str | None = None,
 ) -> list[str]:
-    """``count`` providers on Dovecot users of their own, spread over ``tenants``."""
-    tenants = tenants or [
-        str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n}")) for n in range(TENANTS)
-    ]
+    """``count`` providers on Dovecot users of their own, spread over ``tenants`` (or of
+    the one ``tenant``)."""
+    tenants = (
+        [tenant]
+        if tenant
+        else tenants or [str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n}")) for n in range(TENANTS)]
+    )
     providers = ProviderStore(engine)
     secrets = SecretStore(engine, SecretBox((environ["EMAIL_SERVICE_SECRET_KEYS"],)))
     users = []
     for n in range(count):
         user, password = unique("user"), unique("pw")
         dovecot.add_user(user, password)
-        tenant = tenants[n % len(tenants)]
+        tenant_id = tenants[n % len(tenants)]
         provider_id = providers.add_provider(
             NewProvider(
-                tenant=tenant,
+                tenant=tenant_id,
                 name=f"mailbox {n}",
                 mailbox=f"{user}@localhost",
                 username=user,
@@ -75,7 +71,7 @@ def add_providers(
                 ),
             )
         )
-        secrets.save_secret(tenant, f"imap_password_{provider_id}", password)
+        secrets.save_secret(tenant_id, f"imap_password_{provider_id}", password)
         users.append(user)
     return users
 

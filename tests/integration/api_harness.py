@@ -11,19 +11,18 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-
-from aiohttp import web
 
 from email_service.api.app import build_app
 from email_service.api.auth import sign_token
 from email_service.api.imap_calls import Resolver, resolve_addresses
 from email_service.api.parts import ApiParts
 from email_service.devserver.dovecot import DovecotServer
+from email_service.http_server import HttpLimits, listening_socket, serve_app
 from email_service.settings import Settings
 from tests.conftest import MailUser
 
@@ -90,11 +89,13 @@ class ApiHarness:
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
-        runner = web.AppRunner(build_app(self.parts), access_log=None)
-        await runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock).start()
+        sock = listening_socket("127.0.0.1", 0)
+        runner = await serve_app(
+            build_app(self.parts),
+            sock,
+            limits=HttpLimits.from_settings(self.settings),
+            metrics=self.parts.metrics,
+        )
         self.port = sock.getsockname()[1]
         self._ready.set()
         await self._stop.wait()
@@ -140,6 +141,16 @@ class ApiHarness:
         self._thread.join(20)
         self._loop.close()
         self.parts.close()
+
+
+@contextmanager
+def api_with(environ: Mapping[str, str], **extra: str) -> Iterator[ApiHarness]:
+    """An API served with the test settings and ``extra`` ones, for one test."""
+    harness = ApiHarness(Settings.from_env(api_environ(environ, **extra)))
+    try:
+        yield harness
+    finally:
+        harness.close()
 
 
 def provider_body(dovecot: DovecotServer, user: MailUser, **overrides: Any) -> dict[str, Any]:

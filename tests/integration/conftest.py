@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from email_service.settings import Settings
 from email_service.store.engine import make_engine
 from email_service.store.migrate import upgrade_database
+from tests.integration.api_harness import ApiHarness, api_environ
 from tests.integration.oauth_fixtures import (  # noqa: F401 - fixtures of the OAuth tests
     mailbox,
     make_worker,
@@ -34,3 +36,11 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
+    """The API with the test settings (a test module may define its own ``api``)."""
+    harness = ApiHarness(Settings.from_env(api_environ(environ)))
+    yield harness
+    harness.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,22 +9,14 @@ import redis
 
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import FolderKey
-from email_service.settings import Settings
 from tests.conftest import MailUser
 from tests.helpers import make_message, stream_events, subjects, wait_for, wait_for_stream_entries
-from tests.integration.api_harness import ApiHarness, api_environ, provider_body
+from tests.integration.api_harness import ApiHarness, provider_body
 from tests.integration.service import InProcessWorker
 
 pytestmark = pytest.mark.integration
 
 PROVIDERS = "/api/v1/providers"
-
-
-@pytest.fixture
-def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
-    harness = ApiHarness(Settings.from_env(api_environ(environ)))
-    yield harness
-    harness.close()
 
 
 def status(api: ApiHarness, tenant: str, provider_id: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,13 +19,6 @@ from tests.integration.api_harness import ApiHarness, api_environ, provider_body
 pytestmark = pytest.mark.integration
 
 PROVIDERS = "/api/v1/providers"
-
-
-@pytest.fixture
-def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
-    harness = ApiHarness(Settings.from_env(api_environ(environ)))
-    yield harness
-    harness.close()
 
 
 def create(api: ApiHarness, tenant: str, body: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,10 +10,9 @@ from sqlalchemy import text
 
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import FolderCursor, FolderKey
-from email_service.settings import Settings
 from email_service.store.cursors import CursorStore
 from tests.conftest import MailUser
-from tests.integration.api_harness import ApiHarness, api_environ, provider_body
+from tests.integration.api_harness import ApiHarness, provider_body
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +34,6 @@ CALLS: list[tuple[str, str, Any]] = [
     ("POST", "/resume", None),
 ]
 TABLES = ("email_providers", "imap_email_provider_config", "imap_folder_state", "email_secrets")
-
-
-@pytest.fixture
-def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
-    harness = ApiHarness(Settings.from_env(api_environ(environ)))
-    yield harness
-    harness.close()
 
 
 def snapshot(api: ApiHarness, stats_key: str) -> dict[str, Any]:

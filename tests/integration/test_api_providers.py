@@ -52,7 +52,8 @@ def test_create_get_list_update_delete(
 
     one = f"{PROVIDERS}/{created['id']}"
     assert api.call("GET", one, tenant=tenant).json() == created
-    assert api.call("GET", PROVIDERS, tenant=tenant).json() == {"providers": [created]}
+    listed = api.call("GET", PROVIDERS, tenant=tenant).json()
+    assert listed == {"providers": [created], "nextCursor": None}
 
     changed = api.call(
         "PATCH",
@@ -72,7 +73,7 @@ def test_create_get_list_update_delete(
     assert api.call("DELETE", one, tenant=tenant).status == 204
     assert api.call("GET", one, tenant=tenant).status == 404
     assert api.call("DELETE", one, tenant=tenant).status == 404
-    assert api.call("GET", PROVIDERS, tenant=tenant).json() == {"providers": []}
+    assert api.call("GET", PROVIDERS, tenant=tenant).json() == {"providers": [], "nextCursor": None}
     with api.parts.engine.connect() as connection:
         secrets_left = connection.execute(
             text("SELECT count(*) FROM email_secrets WHERE tenant = :t"), {"t": tenant}
@@ -178,7 +179,7 @@ def test_create_names_every_rejected_field(
     assert error["error"] == "validation_failed"
     assert {problem["field"] for problem in error["fields"]} == fields
     assert all(problem["message"] for problem in error["fields"])
-    assert api.call("GET", PROVIDERS, tenant=tenant).json() == {"providers": []}
+    assert api.call("GET", PROVIDERS, tenant=tenant).json() == {"providers": [], "nextCursor": None}
 
 
 @pytest.mark.parametrize(
@@ -260,7 +261,7 @@ def test_service_token_acts_for_the_tenant_it_names(environ: dict[str, str], ten
         assert missing.status == 422
         assert missing.json()["fields"][0]["field"] == "X-Tenant-Id"
         reply = harness.call("GET", PROVIDERS, headers={**auth, "X-Tenant-Id": tenant})
-        assert reply.status == 200 and reply.json() == {"providers": []}
+        assert reply.status == 200 and reply.json() == {"providers": [], "nextCursor": None}
         wrong = harness.call("GET", PROVIDERS, headers={"Authorization": "Bearer " + "y" * 50})
         assert wrong.status == 401
     finally:

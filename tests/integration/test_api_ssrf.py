@@ -70,7 +70,7 @@ def test_private_hosts_are_refused_on_create(
     assert problem["field"] == "host"
     assert f"resolves to a {kind} address" in problem["message"]
     assert "169.254" not in problem["message"] and "10.0" not in problem["message"]
-    assert api.call("GET", PROVIDERS, tenant=tenant).json() == {"providers": []}
+    assert api.call("GET", PROVIDERS, tenant=tenant).json() == {"providers": [], "nextCursor": None}
 
 
 def test_unresolvable_hosts_are_refused(

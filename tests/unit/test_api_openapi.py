@@ -77,3 +77,25 @@ def test_documented_request_fields_are_the_validated_ones() -> None:
 
 def test_the_documented_example_is_a_valid_request() -> None:
     assert validate_create(CREATE_EXAMPLE).host == "imap.example.com"
+
+
+def test_every_link_names_an_operation_and_its_parameters() -> None:
+    document = build_document()
+    operations = {
+        operation["operationId"]: operation.get("parameters", []) + item.get("parameters", [])
+        for item in document["paths"].values()
+        for key, operation in item.items()
+        if key != "parameters"
+    }
+    links = [
+        link
+        for item in document["paths"].values()
+        for key, operation in item.items()
+        if key != "parameters"
+        for response in operation["responses"].values()
+        for link in response.get("links", {}).values()
+    ]
+    assert len(links) > 10
+    for link in links:
+        names = {parameter["name"] for parameter in operations[link["operationId"]]}
+        assert set(link["parameters"]) <= names, link

@@ -5,8 +5,10 @@ import pytest
 from email_service.budget import (
     ConnectionPlan,
     PollStep,
+    connections_to_record,
     plan_connections,
     plan_poll_step,
+    plan_tenant_share,
     rank_folders,
     should_catch_up,
 )
@@ -36,9 +38,11 @@ def provider(
     )
 
 
-def plan(idle: str, polled: str = "") -> ConnectionPlan:
-    """``plan("INBOX A", "B C")``: folder names separated by spaces."""
-    return ConnectionPlan(tuple(idle.split()), tuple(polled.split()))
+def plan(idle: str, polled: str = "", shared: int | None = None) -> ConnectionPlan:
+    """``plan("INBOX A", "B C")``: folder names separated by spaces; ``shared``: visiting."""
+    return ConnectionPlan(
+        tuple(idle.split()), tuple(polled.split()), shared is not None, shared or 0
+    )
 
 
 def folders(count: int) -> tuple[str, ...]:
@@ -93,7 +97,24 @@ def folders(count: int) -> tuple[str, ...]:
         (
             [provider("a", *folders(2)), provider("b", *folders(3)), provider("c", "INBOX")],
             2,
-            {"a": plan("", "INBOX F1"), "b": plan("", "INBOX F1 F2"), "c": plan("INBOX")},
+            {
+                "a": plan("", "INBOX F1"),
+                "b": plan("", "INBOX F1 F2", shared=1),
+                "c": plan("", "INBOX", shared=1),
+            },
+        ),
+        (
+            [provider(f"p{n:02d}", "INBOX") for n in range(25)],
+            20,
+            {
+                **{f"p{n:02d}": plan("INBOX") for n in range(18)},
+                **{f"p{n:02d}": plan("", "INBOX", shared=2) for n in range(18, 25)},
+            },
+        ),
+        (
+            [provider("a", "INBOX"), provider("b", "INBOX")],
+            1,
+            {"a": plan("", "INBOX", shared=1), "b": plan("", "INBOX", shared=1)},
         ),
         (
             [
@@ -124,7 +145,9 @@ def folders(count: int) -> tuple[str, ...]:
         "tenant-cap-demotes-largest-first-across-3",
         "tenant-cap-exactly-met",
         "tenant-cap-ties-go-to-lowest-id",
-        "cap-below-provider-count-one-connection-each",
+        "cap-below-provider-count-the-rest-take-turns",
+        "a-tenth-of-the-cap-is-shared",
+        "cap-1-everyone-takes-turns",
         "tenants-are-capped-independently",
     ],
 )
@@ -133,6 +156,9 @@ def test_plan_connections(
 ) -> None:
     plans = plan_connections(providers, per_account_default=5, per_tenant_cap=cap)
     assert plans == expected
+    held = connections_to_record(providers, plans)
+    for tenant in {p.tenant for p in providers}:  # the tenant's rows never add up past its cap
+        assert sum(held[p.id] for p in providers if p.tenant == tenant) <= cap
     for config in providers:  # whatever the limits, every folder is followed exactly once
         chosen = plans[config.id]
         assert sorted(chosen.idle_folders + chosen.polled_folders) == sorted(
@@ -140,10 +166,85 @@ def test_plan_connections(
         )
 
 
+def test_recorded_connections_spread_the_shared_ones_over_the_first_visitors() -> None:
+    providers = [provider(name, "INBOX") for name in "abcde"]
+    plans = plan_connections(providers, per_account_default=5, per_tenant_cap=3)
+    assert connections_to_record(providers, plans) == {"a": 1, "b": 1, "c": 1, "d": 0, "e": 0}
+    assert [plans[p].visiting for p in "abcde"] == [False, False, True, True, True]
+
+
+def test_a_share_of_zero_makes_every_provider_wait_for_a_slot() -> None:
+    providers = [provider("a", "INBOX"), provider("b", *folders(3))]
+    plans = plan_connections(
+        providers, per_account_default=5, per_tenant_cap=50, tenant_caps={"t1": 0}
+    )
+    assert plans == {"a": plan("", "INBOX", shared=0), "b": plan("", "INBOX F1 F2", shared=0)}
+    assert connections_to_record(providers, plans) == {"a": 0, "b": 0}
+
+
+def test_a_tenant_cap_of_its_own_overrides_the_setting() -> None:
+    providers = [provider("a", *folders(4)), provider("b", *folders(4), tenant="t2")]
+    plans = plan_connections(
+        providers, per_account_default=5, per_tenant_cap=50, tenant_caps={"t1": 2}
+    )
+    assert plans == {"a": plan("INBOX", "F1 F2 F3"), "b": plan("INBOX F1 F2 F3")}
+
+
+@pytest.mark.parametrize(
+    ("demands", "cap", "elsewhere", "expected"),
+    [
+        ({"w1": 60, "w2": 60}, 50, 0, 25),
+        ({"w1": 60, "w2": 60}, 50, 40, 10),
+        ({"w1": 10, "w2": 200}, 50, 0, 10),
+        ({"w1": 200, "w2": 10}, 50, 10, 40),
+        ({"w1": 3, "w2": 3, "w3": 3}, 4, 0, 2),
+        ({"w1": 3, "w2": 3, "w3": 3}, 2, 2, 1),
+        ({"w1": 1, "w2": 9}, 50, 50, 0),
+        ({"w1": 6, "w2": 6}, 5, 5, 0),
+        ({"w2": 5}, 50, 0, 0),
+    ],
+    ids=[
+        "even-split",
+        "not-into-what-others-still-hold",
+        "small-demand-gets-it-all",
+        "big-demand-gets-the-rest",
+        "remainder-to-lowest-id",
+        "more-workers-than-the-cap-one-each",
+        "none-while-others-hold-all",
+        "waits-for-the-other-to-shrink",
+        "no-demand-no-share",
+    ],
+)
+def test_a_workers_share_of_the_tenant_cap(
+    demands: dict[str, int], cap: int, elsewhere: int, expected: int
+) -> None:
+    assert plan_tenant_share(cap, demands, "w1", held_elsewhere=elsewhere) == expected
+
+
+def test_the_shares_of_all_workers_fit_the_cap() -> None:
+    demands = {"w1": 7, "w2": 30, "w3": 30, "w4": 2}
+    shares = [plan_tenant_share(50, demands, w, held_elsewhere=0) for w in demands]
+    assert sum(shares) == 50 and shares[0] == 7 and shares[3] == 2
+
+
 @pytest.mark.parametrize(
     ("chosen", "connections"),
-    [(plan("INBOX A"), 2), (plan("INBOX", "A B"), 2), (plan("", "A B"), 1), (plan(""), 0)],
-    ids=["all-idle", "idle-and-poller", "poller-only", "empty"],
+    [
+        (plan("INBOX A"), 2),
+        (plan("INBOX", "A B"), 2),
+        (plan("", "A B"), 1),
+        (plan(""), 0),
+        (plan("", "A B", shared=3), 0),
+        (plan("", "A B", shared=0), 0),
+    ],
+    ids=[
+        "all-idle",
+        "idle-and-poller",
+        "poller-only",
+        "empty",
+        "visiting-holds-none-of-its-own",
+        "visiting-without-slots-yet",
+    ],
 )
 def test_connections_of_a_plan(chosen: ConnectionPlan, connections: int) -> None:
     assert chosen.connections == connections
