@@ -150,6 +150,19 @@ def _record_from_row(row: Row[Any]) -> ProviderRecord:
     )
 
 
+def _lock_config_row(connection: Connection, provider_id: str, tenant: str) -> Row[Any] | None:
+    """Lock the provider's config row (host and folders), or None if there is none.
+
+    Every transaction that writes both the provider and its config row takes the config
+    row first, as ``check_fence`` and ``save_status`` do: one order, no deadlocks.
+    """
+    return connection.execute(
+        select(_config.c.host, _config.c.folder_filters)
+        .where(_config.c.email_provider_id == provider_id, _config.c.tenant == tenant)
+        .with_for_update()
+    ).first()
+
+
 def _select_providers() -> Any:
     return select(
         _providers.c.id,
@@ -287,6 +300,10 @@ class ProviderStore:
     def remove_provider(self, provider_id: str, tenant: str) -> None:
         """Delete the provider, its configuration, folder state and secrets."""
         with transaction(self._engine) as connection:
+            # The config row first, as the worker's fenced writes lock it (then the
+            # provider row): the other order deadlocks against a running worker.
+            if _lock_config_row(connection, provider_id, tenant) is None:
+                raise ProviderNotFound(f"no provider {provider_id}")
             deleted = connection.execute(
                 delete(_providers).where(
                     _providers.c.id == provider_id, _providers.c.tenant == tenant
@@ -401,11 +418,7 @@ class ProviderStore:
         if changes.folders is not KEEP:
             config_values["folder_filters"] = list(changes.folders)
         key = FolderKey(tenant, provider_id, "")
-        current = connection.execute(
-            select(_config.c.host, _config.c.folder_filters).where(
-                _config.c.email_provider_id == provider_id, _config.c.tenant == tenant
-            )
-        ).first()
+        current = _lock_config_row(connection, provider_id, tenant)
         if current is None:
             raise ProviderNotFound(f"no provider {provider_id}")
         if changes.host is not KEEP and changes.host != current.host:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from datetime import UTC, datetime
+
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from email_service.errors import LeaseLost, ProviderNotFound, SecretUndecryptable
-from email_service.model import FolderCursor, FolderKey, ImapEndpoint, NewProvider, Security
+from email_service.model import (
+    FolderCursor,
+    FolderKey,
+    ImapEndpoint,
+    NewProvider,
+    ProviderChanges,
+    Security,
+)
 from email_service.secretbox import SecretBox, generate_key
 from email_service.store.cursors import CursorStore
+from email_service.store.fencing import check_fence
 from email_service.store.providers import ProviderStore
+from email_service.store.schema import email_providers
 from email_service.store.secrets import SecretStore
 from tests.helpers import TENANT_A, TENANT_B
 
@@ -112,3 +125,43 @@ def test_secrets_are_encrypted_at_rest_and_removed_with_the_provider(engine: Eng
     assert rotated.load_secret(TENANT_A, "imap_password_other") == "keep me"
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM imap_folder_state").scalar() == 0
+
+
+@pytest.mark.parametrize("change", ["remove", "update"])
+def test_api_changes_wait_for_a_workers_fenced_write_instead_of_deadlocking(
+    engine: Engine, change: str
+) -> None:
+    """A worker's fenced write locks the config row, then the provider row (save_status,
+    mark_synced); the API's removal and update take the same order, so one waits for the
+    other. In the other order PostgreSQL aborts one of them as a deadlock (a 503 of the
+    API, seen in CI as a DELETE answered 503 while a worker held the provider)."""
+    store = ProviderStore(engine)
+    provider_id = store.add_provider(new_provider(TENANT_A))
+    outcome: list[BaseException | None] = []
+
+    def api_call() -> None:
+        try:
+            if change == "remove":
+                store.remove_provider(provider_id, TENANT_A)
+            else:
+                store.update_provider(provider_id, TENANT_A, ProviderChanges(name="Renamed"))
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    with engine.begin() as worker:
+        check_fence(worker, TENANT_A, provider_id, 0)  # the worker's first lock
+        thread = threading.Thread(target=api_call)
+        thread.start()
+        time.sleep(0.5)  # the API call is now waiting for a lock (or, before, took one)
+        worker.execute(
+            update(email_providers)
+            .where(email_providers.c.id == provider_id)
+            .values(last_sync_at=datetime.now(UTC))
+        )
+    thread.join(timeout=30)
+    assert outcome == [None]
+    if change == "remove":
+        assert store.list_providers(TENANT_A) == []
+    else:
+        assert store.load_record(provider_id, TENANT_A).config.name == "Renamed"
