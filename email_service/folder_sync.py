@@ -51,7 +51,12 @@ from email_service.events import StreamEntry
 from email_service.fetched import Fetched, FetchedHeaders, FetchedMessage
 from email_service.folder_check import check_search
 from email_service.imap_session import FolderStatus, ImapSession, Login
-from email_service.ingest import IngestTarget, sections_to_fetch, unfetchable_entry
+from email_service.ingest import (
+    IngestTarget,
+    content_sections,
+    sections_to_fetch,
+    unfetchable_entry,
+)
 from email_service.limits import HEADERS, MISSING, FetchBatch, IngressLimits, plan_fetch_batches
 from email_service.metrics import Metrics
 from email_service.model import FolderCursor, FolderKey, ProviderConfig
@@ -411,13 +416,15 @@ def fetch_without_body(
     found = {}
     for headers in session.fetch_headers(uids):
         sections = sections_to_fetch(headers, limits)
+        contents = content_sections(headers, limits)
         data = session.fetch_sections(
-            headers.uid, [(section.section, section.max_octets) for section in sections]
+            headers.uid,
+            [(section.section, section.max_octets) for section in sections] + contents,
         )
         complete = frozenset(
             section.section
             for section in sections
             if section.complete or len(data.get(section.section, b"")) < section.max_octets
-        )
+        ) | frozenset(name for name, octets in contents if len(data.get(name, b"")) >= octets)
         found[headers.uid] = dataclasses.replace(headers, sections=data, complete_sections=complete)
     return found
