@@ -31,6 +31,9 @@ ATTACHMENTS = "attachments"
 ALL = "all"
 MODES = (OFF, ATTACHMENTS, ALL)
 
+#: The API's path prefix (``api.openapi.API_PREFIX``; a unit test keeps them equal): the
+#: event's ``contentLocation`` paths start with it.
+API_PATH_PREFIX = "/api/v1"
 #: JSON around one attachment's content (``,"content":""``), with room to spare.
 CONTENT_KEY_BYTES = 16
 #: JSON around the raw message (``,"rawMimeBase64":""``), with room to spare.
@@ -111,7 +114,7 @@ def content_location(provider_id: str, folder: str, uid_validity: int, uid: int)
     """Where the API serves this message's bytes (paths under the API's base URL): ``raw``
     the original message, ``part`` one decoded part with ``{partId}`` to fill in."""
     base = (
-        f"/v1/providers/{quote(provider_id, safe='')}/messages/"
+        f"{API_PATH_PREFIX}/providers/{quote(provider_id, safe='')}/messages/"
         f"{quote(folder, safe='')}/{uid_validity}/{uid}"
     )
     return {"raw": f"{base}/raw", "part": f"{base}/parts/{{partId}}"}

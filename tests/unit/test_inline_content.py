@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from email_service.api.openapi import API_PREFIX
 from email_service.inline_content import (
     ALL,
+    API_PATH_PREFIX,
     ATTACHMENTS,
     CONTENT_KEY_BYTES,
     OFF,
@@ -148,5 +150,9 @@ def test_content_candidates(sizes: list[int], mode: str, chosen: list[str]) -> N
 
 def test_content_location_quotes_folder_and_provider() -> None:
     where = content_location("p/1", "INBOX/Sub folder", 7, 42)
-    assert where["raw"] == "/v1/providers/p%2F1/messages/INBOX%2FSub%20folder/7/42/raw"
+    assert where["raw"] == "/api/v1/providers/p%2F1/messages/INBOX%2FSub%20folder/7/42/raw"
     assert where["part"].endswith("/7/42/parts/{partId}")
+
+
+def test_content_location_uses_the_apis_prefix() -> None:
+    assert API_PATH_PREFIX == API_PREFIX
