@@ -332,7 +332,7 @@ class FolderSync:
         def paused(pause: Pause) -> None:
             self.context.providers.save_status(
                 self.provider,
-                status="paused",
+                status="publishing_paused",
                 error=f"publishing paused: {pause.detail}",
                 fence=self.fence,
             )

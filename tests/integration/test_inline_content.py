@@ -15,6 +15,7 @@ from email_service.settings import Settings
 from tests.conftest import MailUser
 from tests.helpers import wait_for, wait_for_stream_entries
 from tests.integration.service import InProcessWorker
+from tests.integration.test_listener import provider_row
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +116,7 @@ def test_a_lagging_group_pauses_publishing_and_reading_resumes_it_losing_nothing
     stream: str,
 ) -> None:
     redis_client.xgroup_create(stream, "helpdesk", id="$", mkstream=True)
-    lagging_worker.add_provider(tenant, dovecot, mail_user.name, mail_user.password)
+    provider = lagging_worker.add_provider(tenant, dovecot, mail_user.name, mail_user.password)
     for n in range(8):
         dovecot.deliver(mail_user.name, small_mail(n))
     lagging_worker.start()
@@ -129,6 +130,16 @@ def test_a_lagging_group_pauses_publishing_and_reading_resumes_it_losing_nothing
     )
     held = redis_client.xlen(stream)
     assert 3 <= held < 8  # paused just above the high mark, with mail still to publish
+    row = wait_for(
+        lambda: (
+            (r := provider_row(lagging_worker, provider.id, tenant))["status"]
+            == "publishing_paused"
+            and r
+        ),
+        timeout_s=5,
+        what="the provider's status to say it is paused",
+    )
+    assert "consumer backlog" in row["error_message"]
 
     read = 0
 
@@ -146,3 +157,8 @@ def test_a_lagging_group_pauses_publishing_and_reading_resumes_it_losing_nothing
         for e in wait_for_stream_entries(redis_client, stream, 8)
     )
     assert subjects == sorted(f"mail {n}" for n in range(8))
+    wait_for(
+        lambda: provider_row(lagging_worker, provider.id, tenant)["status"] == "connected",
+        timeout_s=5,
+        what="the provider's status to say connected again",
+    )
