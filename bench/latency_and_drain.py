@@ -201,7 +201,11 @@ def measure_drain(
     client = redis_client()
     workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-"))
     stream = f"bench:{uuid.uuid4().hex[:8]}"
-    env = {**_single_node(workdir, stream), "IMAP_INLINE_CONTENT": inline_content}
+    env = {
+        **_single_node(workdir, stream),
+        "IMAP_INLINE_CONTENT": inline_content,
+        "IMAP_ALLOW_PRIVATE_HOSTS": "true",  # the bench server listens on localhost
+    }
     server = start_server(server_kind, workdir, [("svc", PASSWORD)])
     worker = None
     try:
