@@ -118,7 +118,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     steps: dict[str, Callable[[], dict[str, object]]] = {
         "latency": lambda: measure_latency(size["messages"], args.server),
         "fanout": lambda: measure_fanout(size["folders"], size["small"], size["deliveries"]),
-        "drain": lambda: measure_drain(size["backlog"], args.server),
+        "drain": lambda: {
+            **measure_drain(size["backlog"], args.server, "attachments"),
+            "content_off": measure_drain(size["backlog"], args.server, "off"),
+        },
         "failover": lambda: measure_failover(
             size["providers"],
             size["kills"],

@@ -193,12 +193,19 @@ def bare_fetch_and_parse(server: MailServer, user: str, batch_size: int) -> dict
     return {"messages": parsed, "seconds": round(elapsed, 2), "per_s": round(parsed / elapsed, 1)}
 
 
-def measure_drain(backlog: int, server_kind: str = "dovecot") -> dict[str, object]:
-    """Messages per second through the service against the bare fetch-and-parse loop."""
+def measure_drain(
+    backlog: int, server_kind: str = "dovecot", inline_content: str = "attachments"
+) -> dict[str, object]:
+    """Messages per second through the service against the bare fetch-and-parse loop, with
+    ``IMAP_INLINE_CONTENT=inline_content``."""
     client = redis_client()
     workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-"))
     stream = f"bench:{uuid.uuid4().hex[:8]}"
-    env = _single_node(workdir, stream)
+    env = {
+        **_single_node(workdir, stream),
+        "IMAP_INLINE_CONTENT": inline_content,
+        "IMAP_ALLOW_PRIVATE_HOSTS": "true",  # the bench server listens on localhost
+    }
     server = start_server(server_kind, workdir, [("svc", PASSWORD)])
     worker = None
     try:
@@ -218,6 +225,7 @@ def measure_drain(backlog: int, server_kind: str = "dovecot") -> dict[str, objec
         worker = None
         bare.append(bare_fetch_and_parse(server, "svc", DEFAULTS.fetch_batch_size))
         published = client.xlen(stream)
+        stream_bytes = int(client.memory_usage(stream, samples=0) or 0)
     finally:
         if worker is not None:
             worker.stop()
@@ -227,7 +235,9 @@ def measure_drain(backlog: int, server_kind: str = "dovecot") -> dict[str, objec
     best = max(bare, key=lambda b: b["per_s"])
     return {
         "server": server_kind,
+        "inline_content": inline_content,
         "messages": backlog,
+        "redis_bytes_per_1000_events": stream_bytes * 1000 // max(published, 1),
         "average_kib": round(total_bytes / backlog / 1024, 1),
         "fetch_batch": DEFAULTS.fetch_batch_size,
         "baseline_passes": bare,

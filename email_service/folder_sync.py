@@ -39,6 +39,7 @@ from typing import Protocol, TypeVar
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from email_service.backpressure import Pause
 from email_service.entry_builder import EntryBuilder, PendingEntries
 from email_service.errors import (
     ConnectionLost,
@@ -51,10 +52,23 @@ from email_service.events import StreamEntry
 from email_service.fetched import Fetched, FetchedHeaders, FetchedMessage
 from email_service.folder_check import check_search
 from email_service.imap_session import FolderStatus, ImapSession, Login
-from email_service.ingest import IngestTarget, sections_to_fetch, unfetchable_entry
-from email_service.limits import HEADERS, MISSING, FetchBatch, IngressLimits, plan_fetch_batches
+from email_service.ingest import (
+    IngestTarget,
+    content_sections,
+    sections_to_fetch,
+    unfetchable_entry,
+)
+from email_service.limits import (
+    HEADERS,
+    MISSING,
+    FetchBatch,
+    IngressLimits,
+    entry_bytes,
+    plan_fetch_batches,
+)
 from email_service.metrics import Metrics
 from email_service.model import FolderCursor, FolderKey, ProviderConfig
+from email_service.publish_gate import PublishGate
 from email_service.publisher import EventPublisher
 from email_service.settings import Settings
 from email_service.store.cursors import CursorStore
@@ -114,6 +128,8 @@ class ListenerContext:
     #: Parses fetched batches (a process pool, or inline).
     builder: EntryBuilder = field(default_factory=lambda: EntryBuilder(0))
     rng: random.Random = field(default_factory=random.Random)
+    #: Holds batches while Redis is above its water marks (None: never held).
+    gate: PublishGate | None = None
 
 
 @dataclass(frozen=True)
@@ -298,10 +314,35 @@ class FolderSync:
         built.update(building.missing)
         entries = [built[uid] for uid in building.batch.uids]
         self._failures.clear(building.batch.uids)  # each has its entry now
+        if not self._wait_for_room(entries):
+            return cursor  # stopping: the batch is fetched again, the cursor is unmoved
         self._publish(cursor.uid_validity, entries)
         cursor = FolderCursor(cursor.uid_validity, building.batch.uids[-1])
         self._save_cursor(cursor)
         return cursor
+
+    def _wait_for_room(self, entries: list[StreamEntry]) -> bool:
+        """Hold the batch while Redis is above a water mark (``publish_gate``); False when
+        stopping meanwhile. The provider's status says why while it is held."""
+        gate = self.context.gate
+        if gate is None:
+            return True
+        size = sum(entry_bytes(entry.fields) for entry in entries)
+
+        def paused(pause: Pause) -> None:
+            self.context.providers.save_status(
+                self.provider,
+                status="publishing_paused",
+                error=f"publishing paused: {pause.detail}",
+                fence=self.fence,
+            )
+
+        def resumed() -> None:
+            self.context.providers.save_status(
+                self.provider, status="connected", error=None, fence=self.fence
+            )
+
+        return gate.wait_for_room(size, self.stop, paused, resumed)
 
     @_retry_writes
     def _mark_synced(self) -> None:
@@ -411,13 +452,15 @@ def fetch_without_body(
     found = {}
     for headers in session.fetch_headers(uids):
         sections = sections_to_fetch(headers, limits)
+        contents = content_sections(headers, limits)
         data = session.fetch_sections(
-            headers.uid, [(section.section, section.max_octets) for section in sections]
+            headers.uid,
+            [(section.section, section.max_octets) for section in sections] + contents,
         )
         complete = frozenset(
             section.section
             for section in sections
             if section.complete or len(data.get(section.section, b"")) < section.max_octets
-        )
+        ) | frozenset(name for name, octets in contents if len(data.get(name, b"")) >= octets)
         found[headers.uid] = dataclasses.replace(headers, sections=data, complete_sections=complete)
     return found

@@ -40,10 +40,23 @@ from email_service.events import (
     event_id_for,
 )
 from email_service.fetched import Fetched, FetchedHeaders, FetchedMessage
-from email_service.limits import IngressLimits, fit_event, raw_mime_skip
-from email_service.mime_structure import BodySection, parse_without_body, plan_body_sections
+from email_service.inline_content import (
+    apply_inline,
+    content_candidates,
+    content_location,
+    plan_inline,
+)
+from email_service.limits import IngressLimits, entry_bytes, fit_event, raw_mime_skip
+from email_service.mime_structure import (
+    BodySection,
+    attachments_from_structure,
+    decode_transfer,
+    iter_leaves,
+    parse_without_body,
+    plan_body_sections,
+)
 from email_service.model import FolderKey
-from email_service.parsing import ParsedMessage, parse_message
+from email_service.parsing import ParsedMessage, parse_message, part_contents
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +91,9 @@ def build_entry(
             fetched_at=now,
         )
         email_data = build_email_data(parsed, meta, digest, target.limits, skips)
+        email_data["contentLocation"] = content_location(
+            target.key.provider_id, target.key.folder, target.uid_validity, fetched.uid
+        )
         event_id = event_id_for(target.key, target.uid_validity, fetched.uid)
         execution_id = choose_execution_id(
             target.key, by_tenant=target.channel_by_tenant, random_uuid=random_uuid
@@ -92,6 +108,9 @@ def build_entry(
                 execution_id=execution_id,
             )
 
+        email_data = _with_content(
+            email_data, fetched, target.limits, entry_bytes(render(email_data))
+        )
         fields, sent = fit_event(email_data, render, target.limits.max_event_bytes)
         violation = check_entry(fields)
         if violation is not None:
@@ -129,6 +148,51 @@ def _parse(
         return parse_message(fetched.raw), [], sha256_hex(fetched.raw)
     parsed = parse_without_body(fetched, sections_to_fetch(fetched, limits))
     return parsed, [raw_mime_skip(fetched.size, limits)], sha256_hex(fetched.header)
+
+
+def _with_content(
+    email_data: dict[str, Any], fetched: Fetched, limits: IngressLimits, base_entry_bytes: int
+) -> dict[str, Any]:
+    """``email_data`` with the attachment bytes and raw message that fit inline."""
+    whole = isinstance(fetched, FetchedMessage)
+    plan = plan_inline(
+        email_data["attachments"],
+        fetched.size if whole else None,
+        base_entry_bytes,
+        limits,
+        limits.inline_content,
+    )
+    if not plan.parts and not plan.raw_mime and not plan.skips:
+        return email_data
+    if isinstance(fetched, FetchedMessage):
+        return apply_inline(email_data, plan, part_contents(fetched.raw, plan.parts), fetched.raw)
+    return apply_inline(email_data, plan, section_contents(fetched, plan.parts), None)
+
+
+def section_contents(fetched: FetchedHeaders, parts: tuple[str, ...]) -> dict[str, bytes]:
+    """The decoded bytes of the attachment sections fetched whole (``content_sections``)."""
+    if fetched.structure is None:
+        return {}
+    encodings = {part.section: part.encoding for part, _ in iter_leaves(fetched.structure)}
+    return {
+        part: decode_transfer(fetched.sections[part], encodings.get(part, "7bit"))
+        for part in parts
+        if part in fetched.sections and part in fetched.complete_sections
+    }
+
+
+def content_sections(fetched: FetchedHeaders, limits: IngressLimits) -> list[tuple[str, int]]:
+    """The attachment sections of a message not downloaded whole worth fetching whole, to
+    inline their content: ``(section, octets)``."""
+    if fetched.structure is None:
+        return []
+    listed = [
+        {"id": info.part, "size": info.size}
+        for info in attachments_from_structure(fetched.structure)
+    ]
+    wire = {part.section: part.size for part, _ in iter_leaves(fetched.structure)}
+    chosen = content_candidates(listed, limits, limits.inline_content)
+    return [(section, wire[section]) for section in chosen if wire.get(section, 0) > 0]
 
 
 def dead_letter_entry(

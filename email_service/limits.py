@@ -18,7 +18,8 @@ lists of ``{type, reason, size, cap, ...}`` objects:
    ``body.text`` and ``body.html`` are cut to ``IMAP_MAX_BODY_TEXT_BYTES`` each; headers to
    ``IMAP_MAX_HEADER_BYTES`` in all; recipients and references to fixed counts.
 3. **The stream entry** (``fit_event``): the whole entry, field names and values in UTF-8,
-   never exceeds ``EMAIL_SERVICE_MAX_EVENT_BYTES``. Above it, in turn: HTML dropped, text
+   never exceeds ``EMAIL_SERVICE_MAX_EVENT_BYTES``. Above it, in turn: inline content
+   (``inline_content``) dropped, HTML dropped, text
    cut, headers dropped, recipient lists cut, attachment list dropped, references cut to
    their first and last. If even that is too large, ``EventTooLarge`` (a dead letter).
 """
@@ -79,6 +80,8 @@ class IngressLimits:
     max_event_bytes: int = 1024 * 1024
     dead_letter_raw_bytes: int = 256 * 1024
     fetch_batch_size: int = 50
+    #: ``IMAP_INLINE_CONTENT`` (``inline_content``): off, attachments or all.
+    inline_content: str = "attachments"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngressLimits:
@@ -92,6 +95,7 @@ class IngressLimits:
             max_event_bytes=settings.max_event_bytes,
             dead_letter_raw_bytes=settings.dlq_max_raw_bytes,
             fetch_batch_size=settings.fetch_batch_size,
+            inline_content=settings.inline_content,
         )
 
 
@@ -344,6 +348,25 @@ def _note(data: dict[str, Any], field: str, size: int, cap: int) -> None:
         skips.append(entry | {"size": size, "cap": cap})
 
 
+def _drop_raw_mime(data: dict[str, Any], over: int, cap: int) -> bool:
+    if "rawMimeBase64" not in data:
+        return False
+    _note(data, "rawMimeBase64", len(data.pop("rawMimeBase64")), cap)
+    return True
+
+
+def _drop_content(data: dict[str, Any], over: int, cap: int) -> bool:
+    with_content = [item for item in data.get("attachments") or [] if "content" in item]
+    if not with_content:
+        return False
+    _note(data, "attachments.content", len(with_content), cap)
+    data["attachments"] = [
+        {key: value for key, value in item.items() if key != "content"}
+        for item in data["attachments"]
+    ]
+    return True
+
+
 def _drop_html(data: dict[str, Any], over: int, cap: int) -> bool:
     body = data.get("body") or {}
     if "html" not in body:
@@ -399,6 +422,8 @@ def _cut_references(data: dict[str, Any], over: int, cap: int) -> bool:
 
 
 _SHRINK_STEPS: tuple[Callable[[dict[str, Any], int, int], bool], ...] = (
+    _drop_raw_mime,
+    _drop_content,
     _drop_html,
     _cut_text,
     _drop_headers,

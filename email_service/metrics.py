@@ -41,6 +41,16 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "email_service_listeners": ("gauge", "IMAP connections (listeners and pollers), by state"),
     "email_service_leases_held": ("gauge", "Provider leases this worker holds"),
+    "email_service_publish_paused": (
+        "gauge",
+        "1 while this worker holds batches because Redis is above a water mark, by reason "
+        "(backlog, memory)",
+    ),
+    "email_service_stream_backlog": (
+        "gauge",
+        "Entries of the event stream the busiest consumer group has not read or acknowledged",
+    ),
+    "email_service_redis_used_memory_bytes": ("gauge", "Redis used_memory, as last seen"),
     "email_service_api_requests_total": ("counter", "API requests, by method, route and status"),
     "email_service_http_connections_refused_total": (
         "counter",

@@ -441,6 +441,38 @@ def _decoded_size_by_slices(text: str, encoding: str) -> int:
     return size * 3 // 4 if kind == "base64" else size
 
 
+def part_contents(raw: bytes, wanted: Iterable[str]) -> dict[str, bytes]:
+    """The decoded bytes of the parts numbered ``wanted`` (IMAP part numbers, as
+    ``AttachmentInfo.part``); an attached message is given whole. Unknown numbers are left
+    out."""
+    remaining = set(wanted)
+    found: dict[str, bytes] = {}
+    if not remaining:
+        return found
+    stack: list[tuple[Message, str]] = [(_parse_tree(raw), "")]
+    while stack and remaining:
+        part, number = stack.pop()
+        children = part.get_payload()
+        if part.get_content_maintype() != "message" and isinstance(children, list):
+            prefix = f"{number}." if number else ""
+            stack.extend((child, f"{prefix}{index}") for index, child in enumerate(children, 1))
+            continue
+        number = number or "1"
+        if number not in remaining:
+            continue
+        remaining.discard(number)
+        if isinstance(children, list):  # message/*: the attached message, as written
+            found[number] = b"".join(
+                inner.as_bytes(policy=email.policy.compat32)
+                for inner in children
+                if isinstance(inner, Message)
+            )
+        else:
+            payload = part.get_payload(decode=True)
+            found[number] = payload if isinstance(payload, bytes) else b""
+    return found
+
+
 # --- parts described by BODYSTRUCTURE (messages above the raw size cap) ---
 
 

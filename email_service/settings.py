@@ -459,6 +459,45 @@ VARIABLES: tuple[Variable, ...] = (
         "HTML, then text, headers, recipients and attachment list, or becomes a dead letter",
     ),
     Variable(
+        "IMAP_INLINE_CONTENT",
+        "inline_content",
+        _parse_choice("off", "attachments", "all"),
+        "attachments",
+        "what goes inline in an event: off (metadata only), attachments (each listed "
+        "attachment's bytes as base64 content) or all (also the whole message as "
+        "rawMimeBase64), while the entry fits EMAIL_SERVICE_MAX_EVENT_BYTES; the rest is "
+        "fetched through the API (contentLocation)",
+    ),
+    Variable(
+        "EMAIL_SERVICE_BACKLOG_HIGH_ENTRIES",
+        "backlog_high_entries",
+        _parse_int(1),
+        50_000,
+        "unread or unacknowledged entries of the event stream's busiest consumer group above "
+        "which workers stop catching up (cursors stay; nothing is lost or trimmed)",
+    ),
+    Variable(
+        "EMAIL_SERVICE_BACKLOG_LOW_ENTRIES",
+        "backlog_low_entries",
+        _parse_int(0),
+        25_000,
+        "backlog below which paused workers resume (with the memory low mark)",
+    ),
+    Variable(
+        "EMAIL_SERVICE_REDIS_MEMORY_HIGH_BYTES",
+        "redis_memory_high_bytes",
+        _parse_int(1),
+        1024 * 1024 * 1024,
+        "Redis used_memory above which workers stop catching up",
+    ),
+    Variable(
+        "EMAIL_SERVICE_REDIS_MEMORY_LOW_BYTES",
+        "redis_memory_low_bytes",
+        _parse_int(0),
+        768 * 1024 * 1024,
+        "Redis used_memory below which paused workers resume (with the backlog low mark)",
+    ),
+    Variable(
         "EMAIL_SERVICE_DLQ_MAX_RAW_BYTES",
         "dlq_max_raw_bytes",
         _parse_int(0),
@@ -668,6 +707,10 @@ VARIABLES: tuple[Variable, ...] = (
 )
 
 
+def _env_of(attr: str) -> str:
+    return next(variable.env for variable in VARIABLES if variable.attr == attr)
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings of one process. Build with ``Settings.from_env(os.environ)``."""
@@ -709,6 +752,11 @@ class Settings:
     max_header_bytes: int
     max_body_text_bytes: int
     max_event_bytes: int
+    inline_content: str
+    backlog_high_entries: int
+    backlog_low_entries: int
+    redis_memory_high_bytes: int
+    redis_memory_low_bytes: int
     dlq_max_raw_bytes: int
     http_max_connections: int
     http_max_connections_per_ip: int
@@ -767,6 +815,16 @@ class Settings:
             )
         if values["worker_id"] is None:
             values["worker_id"] = default_worker_id or socket.gethostname()
+        for low, high in (
+            ("backlog_low_entries", "backlog_high_entries"),
+            ("redis_memory_low_bytes", "redis_memory_high_bytes"),
+        ):
+            if values[low] >= values[high]:
+                raise InvalidSettings(
+                    f"{_env_of(low)} must be below {_env_of(high)} "
+                    f"({values[low]} >= {values[high]}): the gap between them keeps workers "
+                    "from pausing and resuming on every entry."
+                )
         if values["reconnect_max_ms"] < values["reconnect_base_ms"]:
             raise InvalidSettings(
                 "IMAP_RECONNECT_MAX_MS must be at least IMAP_RECONNECT_BASE_MS "

@@ -47,6 +47,7 @@ from email_service.logins import LoginSource
 from email_service.metrics import Metrics
 from email_service.model import ProviderConfig
 from email_service.poller import FolderPoller
+from email_service.publish_gate import PublishGate
 from email_service.publisher import EventPublisher, connect_redis
 from email_service.secretbox import SecretBox
 from email_service.settings import Settings
@@ -130,6 +131,7 @@ class WorkerParts:
             load_login=logins.login_for,
             metrics=metrics,
             builder=EntryBuilder(settings.parse_processes),
+            gate=PublishGate(redis_client, settings.event_stream, settings, metrics),
         )
         return cls(settings, engine, providers, secrets, context, worker_id)
 

@@ -1,0 +1,164 @@
+"""Inline content through Dovecot, and publishing held while a consumer group lags."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from email.message import EmailMessage
+
+import pytest
+import redis
+
+from email_service.devserver.dovecot import DovecotServer
+from email_service.settings import Settings
+from tests.conftest import MailUser
+from tests.helpers import wait_for, wait_for_stream_entries
+from tests.integration.service import InProcessWorker
+from tests.integration.test_listener import provider_row
+
+pytestmark = pytest.mark.integration
+
+PDF = os.urandom(2 * 1024 * 1024)
+IMAGE = os.urandom(20_000)
+VIDEO_BYTES = 40 * 1024 * 1024
+
+
+def mail_with_video() -> bytes:
+    message = EmailMessage()
+    message["From"] = "Ann <ann@example.com>"
+    message["To"] = "support@example.com"
+    message["Subject"] = "screenshots and a video"
+    message["Message-ID"] = "<video-1@example.com>"
+    message.set_content("see attached")
+    message.add_alternative("<p>see <img src='cid:shot@example.com'></p>", subtype="html")
+    message.get_payload()[1].add_related(
+        IMAGE, maintype="image", subtype="png", cid="<shot@example.com>"
+    )
+    message.add_attachment(PDF, maintype="application", subtype="pdf", filename="invoice.pdf")
+    message.add_attachment(
+        os.urandom(VIDEO_BYTES), maintype="video", subtype="mp4", filename="clip.mp4"
+    )
+    return bytes(message)
+
+
+@pytest.fixture
+def inline_worker(environ: dict[str, str]) -> Iterator[InProcessWorker]:
+    service = InProcessWorker(
+        Settings.from_env({**environ, "EMAIL_SERVICE_MAX_EVENT_BYTES": str(4 * 1024 * 1024)})
+    )
+    yield service
+    service.close()
+
+
+def test_pdf_and_image_inline_byte_exact_video_named_with_the_consumers_reason(
+    inline_worker: InProcessWorker,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    tenant: str,
+    redis_client: redis.Redis[bytes],
+    stream: str,
+) -> None:
+    inline_worker.add_provider(tenant, dovecot, mail_user.name, mail_user.password)
+    dovecot.deliver(mail_user.name, mail_with_video())
+    inline_worker.start()
+
+    (event,) = wait_for_stream_entries(redis_client, stream, 1, timeout_s=30)
+
+    data = event["payload"]["emailData"]
+    contents = {a["name"]: a.get("content") for a in data["attachments"]}
+    assert base64.b64decode(contents["invoice.pdf"]) == PDF
+    image = next(a for a in data["attachments"] if a["contentType"] == "image/png")
+    assert image["isInline"]
+    assert base64.b64decode(image["content"]) == IMAGE
+    assert "clip.mp4" not in contents
+    (skip,) = [s for s in data["ingressSkipReasons"] if s["type"] == "attachment"]
+    assert skip["reason"] == "attachment_over_max_bytes"
+    assert skip["attachmentName"] == "clip.mp4"
+    assert skip["size"] >= VIDEO_BYTES * 0.97
+    location = data["contentLocation"]
+    assert location["part"].endswith(f"/{data['imap']['uid']}/parts/{{partId}}")
+
+
+@pytest.fixture
+def lagging_worker(environ: dict[str, str]) -> Iterator[InProcessWorker]:
+    service = InProcessWorker(
+        Settings.from_env(
+            {
+                **environ,
+                "IMAP_FETCH_BATCH_SIZE": "1",
+                "IMAP_MAX_EMAILS_PER_SYNC": "50",
+                "EMAIL_SERVICE_BACKLOG_HIGH_ENTRIES": "3",
+                "EMAIL_SERVICE_BACKLOG_LOW_ENTRIES": "1",
+            }
+        )
+    )
+    yield service
+    service.close()
+
+
+def small_mail(n: int) -> bytes:
+    message = EmailMessage()
+    message["From"] = "ann@example.com"
+    message["To"] = "support@example.com"
+    message["Subject"] = f"mail {n}"
+    message["Message-ID"] = f"<lag-{n}@example.com>"
+    message.set_content(f"body {n}")
+    return bytes(message)
+
+
+def test_a_lagging_group_pauses_publishing_and_reading_resumes_it_losing_nothing(
+    lagging_worker: InProcessWorker,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    tenant: str,
+    redis_client: redis.Redis[bytes],
+    stream: str,
+) -> None:
+    redis_client.xgroup_create(stream, "helpdesk", id="$", mkstream=True)
+    provider = lagging_worker.add_provider(tenant, dovecot, mail_user.name, mail_user.password)
+    for n in range(8):
+        dovecot.deliver(mail_user.name, small_mail(n))
+    lagging_worker.start()
+
+    wait_for(
+        lambda: lagging_worker.parts.listener_context.metrics.value(
+            "email_service_publish_paused", reason="backlog"
+        ),
+        timeout_s=15,
+        what="publishing paused",
+    )
+    held = redis_client.xlen(stream)
+    assert 3 <= held < 8  # paused just above the high mark, with mail still to publish
+    row = wait_for(
+        lambda: (
+            (r := provider_row(lagging_worker, provider.id, tenant))["status"]
+            == "publishing_paused"
+            and r
+        ),
+        timeout_s=5,
+        what="the provider's status to say it is paused",
+    )
+    assert "consumer backlog" in row["error_message"]
+
+    read = 0
+
+    def consume() -> bool:
+        nonlocal read
+        for _name, entries in redis_client.xreadgroup("helpdesk", "c1", {stream: ">"}) or []:
+            for entry_id, _fields in entries:
+                redis_client.xack(stream, "helpdesk", entry_id)
+                read += 1
+        return read >= 8
+
+    wait_for(consume, timeout_s=15, what="the group to read all 8 events")
+    subjects = sorted(
+        e["payload"]["emailData"]["subject"]
+        for e in wait_for_stream_entries(redis_client, stream, 8)
+    )
+    assert subjects == sorted(f"mail {n}" for n in range(8))
+    wait_for(
+        lambda: provider_row(lagging_worker, provider.id, tenant)["status"] == "connected",
+        timeout_s=5,
+        what="the provider's status to say connected again",
+    )
