@@ -150,9 +150,7 @@ def _record_from_row(row: Row[Any]) -> ProviderRecord:
     )
 
 
-def _lock_config_row(
-    connection: Connection, provider_id: str, tenant: str
-) -> Row[Any, Any] | None:
+def _lock_config_row(connection: Connection, provider_id: str, tenant: str) -> Row[Any, Any] | None:
     """Lock the provider's config row (host and folders), or None if there is none.
 
     Every transaction that writes both the provider and its config row takes the config
