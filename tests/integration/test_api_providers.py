@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from email_service.devserver.dovecot import DovecotServer
-from email_service.model import FolderCursor, FolderKey
+from email_service.model import FolderCursor, FolderKey, password_secret_name
 from email_service.settings import Settings
 from email_service.store.cursors import CursorStore
 from tests.conftest import MailUser
@@ -47,7 +47,7 @@ def test_create_get_list_update_delete(
     assert created["isActive"] is True and created["isPaused"] is False
     assert created["status"] == "pending"
     assert "password" not in created
-    stored = api.parts.secrets.load_secret(tenant, f"imap_password_{created['id']}")
+    stored = api.parts.secrets.load_secret(tenant, password_secret_name(created["id"]))
     assert stored == mail_user.password
 
     one = f"{PROVIDERS}/{created['id']}"
@@ -66,7 +66,7 @@ def test_create_get_list_update_delete(
     assert changed.json()["folders"] == ["INBOX"]  # empty means INBOX
     assert changed.json()["maxConnections"] == 2
     assert changed.json()["updatedAt"] > created["updatedAt"]
-    assert api.parts.secrets.load_secret(tenant, f"imap_password_{created['id']}") == "new-pw"
+    assert api.parts.secrets.load_secret(tenant, password_secret_name(created["id"])) == "new-pw"
     reset = api.call("PATCH", one, tenant=tenant, json_body={"maxConnections": None})
     assert reset.json()["maxConnections"] is None
 
