@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 
 from email_service.errors import ProviderLimitReached
 from email_service.model import NewProvider, ProviderChanges, provider_secret_names
+from email_service.secretbox import SecretBox
 from email_service.settings import Settings
 from email_service.store.engine import transaction
 from email_service.store.providers import ProviderStore
@@ -55,6 +56,18 @@ class _Parts(Protocol):
 
 class ProviderAdmin:
     """Writes providers and their secrets in one transaction each."""
+
+    @classmethod
+    def over(
+        cls, engine: Engine, box: SecretBox, *, max_providers_per_tenant: int
+    ) -> ProviderAdmin:
+        """The admin over stores of its own on ``engine``, its secrets sealed by ``box``."""
+        return cls(
+            engine,
+            ProviderStore(engine),
+            SecretStore(engine, box),
+            max_providers_per_tenant=max_providers_per_tenant,
+        )
 
     @classmethod
     def of(cls, parts: _Parts) -> ProviderAdmin:

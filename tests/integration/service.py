@@ -58,7 +58,7 @@ class InProcessWorker:
     def add_fake_provider(
         self, tenant: str, port: int, folders: Sequence[str] = ("INBOX",)
     ) -> ProviderConfig:
-        """A provider on the scriptable fake server (``tests/fake_imap.py``), any password."""
+        """A provider on the scriptable fake server (``devserver/fake_imap.py``), any password."""
         provider_id = ProviderAdmin.of(self.parts).create(
             NewProvider(
                 tenant=tenant,

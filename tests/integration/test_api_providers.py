@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,12 +21,8 @@ PROVIDERS = "/api/v1/providers"
 
 
 @pytest.fixture
-def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
-    harness = ApiHarness(
-        Settings.from_env(api_environ(environ, EMAIL_SERVICE_API_MAX_BODY_BYTES="4096"))
-    )
-    yield harness
-    harness.close()
+def api(make_api: Callable[..., ApiHarness]) -> ApiHarness:
+    return make_api(EMAIL_SERVICE_API_MAX_BODY_BYTES="4096")
 
 
 def create(api: ApiHarness, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
