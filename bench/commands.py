@@ -25,9 +25,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import PASSWORD, SERVERS, bare_client, start_server, summary_ms
+from email_service.devserver.samples import make_message
 from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogin
 from email_service.model import ImapEndpoint, Security
-from tests.helpers import make_message
 
 #: Messages in the folder: the search finds the newest, the fetches take one.
 MESSAGES = 5

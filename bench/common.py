@@ -33,8 +33,7 @@ from email_service.model import ImapEndpoint, NewProvider, Security  # noqa: E40
 from email_service.secretbox import SecretBox  # noqa: E402
 from email_service.store.engine import make_engine  # noqa: E402
 from email_service.store.migrate import upgrade_database  # noqa: E402
-from email_service.store.providers import ProviderStore  # noqa: E402
-from email_service.store.secrets import SecretStore  # noqa: E402
+from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets  # noqa: E402
 
 ADMIN_URL = os.environ.get("BENCH_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -204,7 +203,8 @@ def add_providers(
     """One provider per Dovecot user (created here with its folders), over TLS (or on the
     plain port), spread over ``tenants`` tenants (or all of ``tenant``)."""
     engine = make_engine(sa_url)
-    providers, secrets = ProviderStore(engine), SecretStore(engine, SecretBox((key,)))
+    # The cap as high as this run needs: a bench run may put them all on one tenant.
+    admin = ProviderAdmin.over(engine, SecretBox((key,)), max_providers_per_tenant=len(users))
     ids = []
     try:
         for n, user in enumerate(users):
@@ -220,7 +220,7 @@ def add_providers(
                     "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
                 )
             )
-            provider_id = providers.add_provider(
+            provider_id = admin.create(
                 NewProvider(
                     tenant=owner,
                     name=user,
@@ -228,9 +228,9 @@ def add_providers(
                     username=user,
                     folders=folders,
                     endpoint=endpoint,
-                )
+                ),
+                ProviderSecrets(password=PASSWORD),
             )
-            secrets.save_secret(owner, f"imap_password_{provider_id}", PASSWORD)
             ids.append(provider_id)
     finally:
         engine.dispose()

@@ -49,10 +49,10 @@ from bench.common import (
     worker_env,
 )
 from email_service.devserver.dovecot import DovecotServer, start_dovecot
+from email_service.devserver.fake_imap import FakeImapServer
+from email_service.devserver.samples import make_message
 from email_service.secretbox import generate_key
 from email_service.settings import Settings
-from tests.fake_imap import FakeImapServer
-from tests.helpers import make_message
 
 #: Seconds allowed for any one wait (balance, takeover, events on the stream).
 WAIT_S = 180

@@ -48,9 +48,9 @@ from bench.common import (
     worker_env,
 )
 from email_service.devserver.dovecot import DovecotServer, start_dovecot
+from email_service.devserver.samples import make_message
 from email_service.secretbox import generate_key
 from email_service.store.engine import make_engine
-from tests.helpers import make_message
 
 #: Pause before each timed delivery so the client under test is back in IDLE.
 GAP_S = 0.2

@@ -51,9 +51,9 @@ from bench.common import (
     worker_env,
 )
 from email_service.devserver.mailserver import MailServer
+from email_service.devserver.samples import make_message
 from email_service.secretbox import generate_key
 from email_service.settings import Settings
-from tests.helpers import make_message
 
 #: Pause before each timed delivery, so the client under test is back in IDLE (a message
 #: that arrives while it is still writing its cursor is seen at once when IDLE starts,

@@ -34,9 +34,10 @@ from bench.common import (
     wait_for_length,
     worker_env,
 )
+from email_service.devserver.connections import count_connections_to
 from email_service.devserver.dovecot import start_dovecot
+from email_service.devserver.samples import make_message
 from email_service.secretbox import generate_key
-from tests.helpers import count_connections_to, make_message
 
 
 def measure(providers: int, cap: int, seconds: float) -> dict[str, Any]:

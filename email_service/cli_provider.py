@@ -16,7 +16,6 @@ from email_service.model import (
     ImapEndpoint,
     NewProvider,
     OAuthFields,
-    ProviderChanges,
     ProviderConfig,
     Security,
 )
@@ -141,7 +140,7 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
                 return 0
             case "remove":
                 provider = providers.find_provider(args.provider_id)
-                providers.remove_provider(provider.id, provider.tenant)
+                _admin(engine, providers, settings).remove(provider.id, provider.tenant)
                 print(f"removed provider {provider.id}")
                 return 0
             case "test":
@@ -149,10 +148,9 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
                 return test_provider(provider, _secrets(engine, settings), settings)
             case "set-password":
                 provider = providers.find_provider(args.provider_id)
-                _admin(engine, providers, settings).change(
+                _admin(engine, providers, settings).set_secrets(
                     provider.id,
                     provider.tenant,
-                    ProviderChanges(),
                     ProviderSecrets(password=_read_password(args, environ)),
                 )
                 print(f"password stored for provider {provider.id}")

@@ -103,13 +103,7 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
                 f"{DEMO_PASSWORD}; deliver more with LMTP on 127.0.0.1:{dovecot.lmtp_port}"
             )
 
-        admin = ProviderAdmin(
-            parts.engine,
-            parts.providers,
-            parts.secrets,
-            max_providers_per_tenant=settings.max_providers_per_tenant,
-        )
-        provider_id = admin.create(
+        provider_id = ProviderAdmin.of(parts).create(
             NewProvider(
                 tenant=DEMO_TENANT,
                 name="Demo support mailbox",

@@ -44,9 +44,22 @@ PROVIDER_SECRET_PREFIXES = (
 )
 
 
+#: The prefix of a provider's IMAP password secret (``PROVIDER_SECRET_PREFIXES[0]``).
+PASSWORD_SECRET_PREFIX = PROVIDER_SECRET_PREFIXES[0]
+
+
 def provider_secret_names(provider_id: str) -> tuple[str, ...]:
-    """Every secret name a provider may have (exact names: ids may hold ``%`` or ``_``)."""
+    """Every secret name a provider may have (exact names: ids may hold ``%`` or ``_``).
+
+    In the order of ``PROVIDER_SECRET_PREFIXES``: password, OAuth client secret, refresh
+    token, access token. The one place secret names are built.
+    """
     return tuple(prefix + provider_id for prefix in PROVIDER_SECRET_PREFIXES)
+
+
+def password_secret_name(provider_id: str) -> str:
+    """The secret name of the provider's IMAP password."""
+    return provider_secret_names(provider_id)[0]
 
 
 @dataclass(frozen=True)
@@ -94,16 +107,16 @@ class ProviderConfig:
     oauth: OAuthFields = field(default_factory=OAuthFields)
 
     def password_secret_name(self) -> str:
-        return f"imap_password_{self.id}"
+        return password_secret_name(self.id)
 
     def client_secret_name(self) -> str:
-        return f"imap_oauth_client_secret_{self.id}"
+        return provider_secret_names(self.id)[1]
 
     def refresh_token_secret_name(self) -> str:
-        return f"imap_refresh_token_{self.id}"
+        return provider_secret_names(self.id)[2]
 
     def access_token_secret_name(self) -> str:
-        return f"imap_access_token_{self.id}"
+        return provider_secret_names(self.id)[3]
 
 
 @dataclass(frozen=True)

@@ -6,37 +6,22 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any, TypeVar
 
 import redis
+from sqlalchemy import Engine
 
+from email_service.devserver.connections import count_connections_to  # noqa: F401 - for the tests
+from email_service.devserver.samples import make_message  # noqa: F401 - for the tests
+from email_service.model import NewProvider
+from email_service.secretbox import SecretBox
 from email_service.settings import DEAD_LETTER_STREAM_PREFIX
+from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 
 T = TypeVar("T")
 
 #: Pause between checks while waiting for a condition; short, since tests wait often.
 POLL_S = 0.05
-
-
-def make_message(
-    subject: str,
-    *,
-    body: str = "hello",
-    sender: str = "alice@example.com",
-    to: str = "support@example.com",
-    message_id: str | None = None,
-) -> bytes:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = message_id or make_msgid(domain="example.com")
-    message.set_content(body)
-    return bytes(message)
 
 
 def wait_for(condition: Callable[[], T], *, timeout_s: float, what: str) -> T:
@@ -111,23 +96,17 @@ CONSUMER_DEAD_LETTER = {
 }
 
 
-#: ``/proc/net/tcp`` state of an established connection.
-TCP_ESTABLISHED = "01"
+def add_provider(
+    engine: Engine,
+    secret_key: str,
+    new: NewProvider,
+    *,
+    password: str | None = None,
+    client_secret: str | None = None,
+) -> str:
+    """Create ``new`` with its secrets through ``ProviderAdmin``, as the API does; its id.
 
-
-def count_connections_to(port: int) -> int:
-    """Established TCP connections on this machine whose remote end is local ``port`` (the
-    clients' side of them, so a server's own sockets are not counted)."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as lines:
-                next(lines)
-                for line in lines:
-                    fields = line.split()
-                    remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-                    if remote_port == port and fields[3] == TCP_ESTABLISHED:
-                        count += 1
-        except FileNotFoundError:
-            continue
-    return count
+    Without the tenant's provider cap, so a test can set up as many as it needs.
+    """
+    admin = ProviderAdmin.over(engine, SecretBox((secret_key,)), max_providers_per_tenant=2**31)
+    return admin.create(new, ProviderSecrets(password=password, client_secret=client_secret))

@@ -15,6 +15,7 @@ because the publisher's per-folder published mark skips those UIDs).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable
@@ -146,7 +147,7 @@ async def update_provider(request: web.Request) -> web.Response:
 async def delete_provider(request: web.Request) -> web.Response:
     parts, tenant = parts_of(request), caller_of(request).tenant
     provider_id = _provider_id(request)
-    await asyncio.to_thread(parts.providers.remove_provider, provider_id, tenant)
+    await asyncio.to_thread(_admin(request).remove, provider_id, tenant)
     await asyncio.to_thread(delete_provider_stats, parts.redis_client, tenant, provider_id)
     return web.Response(status=204)
 
@@ -241,12 +242,12 @@ async def provider_status(request: web.Request) -> web.Response:
 
 
 async def resync_provider(request: web.Request) -> web.Response:
-    parts, tenant = parts_of(request), caller_of(request).tenant
+    tenant = caller_of(request).tenant
     provider = await _load_provider(request)
     configured = rank_folders(provider.folders)
     body = await read_json(request, optional=True)
     folders = validate_resync(body, configured)
-    await asyncio.to_thread(parts.providers.reset_cursors, provider.id, tenant, folders)
+    await asyncio.to_thread(_admin(request).resync, provider.id, tenant, folders)
     return _accepted(request, provider.id, "resync", folders or configured)
 
 
@@ -269,7 +270,9 @@ async def _set_paused(request: web.Request, *, paused: bool) -> web.Response:
     parts, tenant = parts_of(request), caller_of(request).tenant
     provider_id = _provider_id(request)
     await read_json(request, optional=True, empty_only=True)
-    await asyncio.to_thread(parts.providers.set_paused, provider_id, tenant, paused)
+    await asyncio.to_thread(
+        functools.partial(_admin(request).set_paused, provider_id, tenant, paused=paused)
+    )
     provider = await asyncio.to_thread(parts.providers.find_provider, provider_id, tenant)
     return _accepted(
         request, provider_id, "pause" if paused else "resume", rank_folders(provider.folders)
@@ -294,13 +297,7 @@ def _accepted(
 
 
 def _admin(request: web.Request) -> ProviderAdmin:
-    parts = parts_of(request)
-    return ProviderAdmin(
-        parts.engine,
-        parts.providers,
-        parts.secrets,
-        max_providers_per_tenant=parts.settings.max_providers_per_tenant,
-    )
+    return ProviderAdmin.of(parts_of(request))
 
 
 def _provider_id(request: web.Request) -> str:

@@ -1,4 +1,4 @@
-"""Sample messages the demo delivers (core: builds bytes)."""
+"""Sample messages the demo, the tests and the benchmarks deliver (core: builds bytes)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,35 @@ PIXEL_PNG = bytes.fromhex(
 )
 
 
-def _base(subject: str, sender: str, to: str) -> EmailMessage:
+def _base(
+    subject: str,
+    sender: str,
+    to: str,
+    *,
+    message_id: str | None = None,
+    domain: str = "demo.example",
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain="demo.example")
+    message["Message-ID"] = message_id or make_msgid(domain=domain)
     return message
+
+
+def make_message(
+    subject: str,
+    *,
+    body: str = "hello",
+    sender: str = "alice@example.com",
+    to: str = "support@example.com",
+    message_id: str | None = None,
+) -> bytes:
+    """A plain-text message with a fresh Message-ID (unless given), as bytes."""
+    message = _base(subject, sender, to, message_id=message_id, domain="example.com")
+    message.set_content(body)
+    return bytes(message)
 
 
 def sample_messages(mailbox: str) -> list[bytes]:

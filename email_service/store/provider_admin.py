@@ -1,8 +1,9 @@
-"""Creating and changing a provider together with its secrets, all or nothing (shell).
+"""Provider management: create, change, set a secret, pause, resync, remove (shell).
 
-The one code path the API, the CLI (``provider add``, ``add-oauth``, ``set-password``) and the
-demo use: the provider rows and every secret given are written in ONE transaction, after
-every value was validated, so a failed secret write leaves no provider without its
+The one code path the API, the CLI (``provider add``, ``add-oauth``, ``set-password``,
+``remove``), the demo and the tests use to manage providers. Each call is one
+transaction: the provider rows and every secret given are written together, after every
+value was validated, so a failed secret write leaves no provider without its
 password and a failed row change leaves the old password in place.
 
 Creating also holds the tenant to ``EMAIL_SERVICE_MAX_PROVIDERS_PER_TENANT``: the count and
@@ -13,12 +14,16 @@ both take the last place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import Connection, Engine
 
 from email_service.errors import ProviderLimitReached
 from email_service.model import NewProvider, ProviderChanges, provider_secret_names
+from email_service.secretbox import SecretBox
+from email_service.settings import Settings
 from email_service.store.engine import transaction
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
@@ -36,8 +41,43 @@ class ProviderSecrets:
     client_secret: str | None = field(default=None, repr=False)
 
 
+class _Parts(Protocol):
+    """What ``ProviderAdmin.of`` takes: the API's or the worker's parts."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def providers(self) -> ProviderStore: ...
+    @property
+    def secrets(self) -> SecretStore: ...
+    @property
+    def settings(self) -> Settings: ...
+
+
 class ProviderAdmin:
     """Writes providers and their secrets in one transaction each."""
+
+    @classmethod
+    def over(
+        cls, engine: Engine, box: SecretBox, *, max_providers_per_tenant: int
+    ) -> ProviderAdmin:
+        """The admin over stores of its own on ``engine``, its secrets sealed by ``box``."""
+        return cls(
+            engine,
+            ProviderStore(engine),
+            SecretStore(engine, box),
+            max_providers_per_tenant=max_providers_per_tenant,
+        )
+
+    @classmethod
+    def of(cls, parts: _Parts) -> ProviderAdmin:
+        """The admin over ``parts``' engine and stores, capped by its settings."""
+        return cls(
+            parts.engine,
+            parts.providers,
+            parts.secrets,
+            max_providers_per_tenant=parts.settings.max_providers_per_tenant,
+        )
 
     def __init__(
         self,
@@ -91,3 +131,19 @@ class ProviderAdmin:
             self._secrets.save_in(connection, tenant, names[_PASSWORD], secrets.password)
         if secrets.client_secret is not None:
             self._secrets.save_in(connection, tenant, names[_CLIENT_SECRET], secrets.client_secret)
+
+    def set_secrets(self, provider_id: str, tenant: str, secrets: ProviderSecrets) -> None:
+        """Store ``secrets`` and restart the provider's connections (``change`` of nothing)."""
+        self.change(provider_id, tenant, ProviderChanges(), secrets)
+
+    def set_paused(self, provider_id: str, tenant: str, *, paused: bool) -> None:
+        """Pause or resume the provider; ``ProviderNotFound`` for another tenant's."""
+        self._providers.set_paused(provider_id, tenant, paused)
+
+    def resync(self, provider_id: str, tenant: str, folders: Sequence[str] | None = None) -> None:
+        """Forget the cursors of ``folders`` (all when None); its listeners re-baseline."""
+        self._providers.reset_cursors(provider_id, tenant, folders)
+
+    def remove(self, provider_id: str, tenant: str) -> None:
+        """Delete the provider, its configuration, folder state and every secret of it."""
+        self._providers.remove_provider(provider_id, tenant)

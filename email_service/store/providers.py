@@ -35,6 +35,7 @@ from email_service.errors import LeaseLost, ProviderNotFound
 from email_service.model import (
     DEFAULT_FOLDERS,
     KEEP,
+    PASSWORD_SECRET_PREFIX,
     REAUTH_REQUIRED,
     FolderKey,
     ImapEndpoint,
@@ -346,7 +347,7 @@ class ProviderStore:
         """
         has_password = exists().where(
             email_secrets.c.tenant == _providers.c.tenant,
-            email_secrets.c.name == literal("imap_password_").concat(_providers.c.id),
+            email_secrets.c.name == literal(PASSWORD_SECRET_PREFIX).concat(_providers.c.id),
         )
         query = (
             _select_providers()

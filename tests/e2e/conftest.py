@@ -8,8 +8,7 @@ import pytest
 from sqlalchemy import Engine
 
 from email_service.store.engine import make_engine
-from tests.e2e.test_api_process import ApiProcess
-from tests.e2e.test_worker_process import WorkerProcess
+from tests.e2e.processes import ApiProcess, WorkerProcess
 
 
 @pytest.fixture

@@ -2,72 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from email_service.devserver.dovecot import DovecotServer
 from tests.conftest import MailUser
-from tests.e2e.test_worker_process import WorkerProcess, cli, free_port
+from tests.e2e.processes import JWT_SECRET, ApiProcess, WorkerProcess, cli, free_port
 from tests.helpers import TENANT_A, make_message, subjects, wait_for, wait_for_stream_entries
 
 pytestmark = pytest.mark.e2e
-
-JWT_SECRET = "e2e-secret-for-api-tokens-0123456789abcdef"
-
-
-class ApiProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self.log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "email_service", "api", "--port", str(self.port)],
-            env={**os.environ, **env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def request(
-        self, method: str, path: str, token: str | None = None, body: Any = None
-    ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers, method=method
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - http only
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-        except OSError:
-            return 0, None
-
-    def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(30)
-        self.log.close()
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.log.close()
 
 
 def test_api_without_jwt_settings_says_which_variable(environ: dict[str, str]) -> None:

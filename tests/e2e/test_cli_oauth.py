@@ -8,7 +8,7 @@ from email_service.settings import Settings
 from email_service.store.engine import make_engine
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
-from tests.e2e.test_worker_process import cli
+from tests.e2e.processes import cli
 
 
 def test_a_gmail_mailbox_gets_the_preset_host_and_its_client_secret_is_encrypted(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.e2e.test_worker_process import cli
+from tests.e2e.processes import cli
 from tests.integration.test_api_hardening import fail_writes_to
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ from email_service.devserver.dovecot import DovecotServer
 from email_service.events import DEAD_LETTER_PRODUCER
 from email_service.redis_keys import provider_stats_key
 from tests.conftest import MailUser
-from tests.e2e.test_worker_process import WorkerProcess, add_provider, cli
+from tests.e2e.processes import WorkerProcess, add_dovecot_provider, cli
 from tests.helpers import (
     CONSUMER_DEAD_LETTER,
     TENANT_A,
@@ -86,7 +86,7 @@ def test_every_event_passes_the_consumers_contract(
     stream: str,
     tmp_path: Path,
 ) -> None:
-    add_provider(environ, dovecot, mail_user)
+    add_dovecot_provider(environ, dovecot, mail_user)
     worker = WorkerProcess(environ, tmp_path / "worker.log")
     try:
         wait_for(lambda: worker.get("/ready")[0] == 200, timeout_s=20, what="worker ready")
@@ -141,7 +141,7 @@ def test_dlq_commands_never_touch_the_consumers_dead_letters(
 ) -> None:
     consumers = f"{stream}:dlq"
     theirs = redis_client.xadd(consumers, CONSUMER_DEAD_LETTER).decode()  # type: ignore[arg-type]
-    provider_id = add_provider(environ, dovecot, mail_user)
+    provider_id = add_dovecot_provider(environ, dovecot, mail_user)
     worker = WorkerProcess(environ, tmp_path / "worker.log")
     try:
         wait_for(lambda: worker.get("/ready")[0] == 200, timeout_s=20, what="worker ready")

@@ -26,7 +26,7 @@ from email_service.devserver.dovecot import DovecotServer
 from email_service.limits import IngressLimits, entry_bytes
 from tests.conftest import MailUser
 from tests.corpus import CORPUS, skips
-from tests.e2e.test_worker_process import WorkerProcess, add_provider
+from tests.e2e.processes import WorkerProcess, add_dovecot_provider
 from tests.helpers import (
     dead_letter_stream,
     entry_fields,
@@ -60,7 +60,7 @@ def test_every_corpus_message_becomes_an_event_or_a_dead_letter(
     stream: str,
     tmp_path: Path,
 ) -> None:
-    add_provider(environ, dovecot, mail_user)
+    add_dovecot_provider(environ, dovecot, mail_user)
     worker = WorkerProcess(environ, tmp_path / "worker.log")
     try:
         wait_for(lambda: worker.get("/ready")[0] == 200, timeout_s=20, what="worker ready")

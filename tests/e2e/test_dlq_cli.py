@@ -10,7 +10,7 @@ import redis
 
 from email_service.events import RawMessage, build_dead_letter_fields
 from email_service.model import FolderKey
-from tests.e2e.test_worker_process import cli
+from tests.e2e.processes import cli
 from tests.helpers import dead_letter_stream, make_message, stream_events
 
 pytestmark = pytest.mark.e2e

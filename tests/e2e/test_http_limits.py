@@ -26,12 +26,11 @@ from pathlib import Path
 import pytest
 
 from email_service.http_server import BODY_READ_TIMEOUT_S, HEADER_TIMEOUT_S, LINGERING_TIME_S
-from tests.e2e.test_worker_process import free_port
+from tests.e2e.processes import JWT_SECRET, free_port
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
-JWT_SECRET = "e2e-secret-for-api-tokens-0123456789abcdef"
 #: The open-file limit the servers run with: small enough that the flood would exhaust it.
 SERVER_FILE_LIMIT = 1024
 #: Connections the flooding client opens (more than the server has descriptors for).

@@ -24,13 +24,10 @@ from email_service.devserver.cyrus import CyrusServer, start_cyrus
 from email_service.devserver.dovecot import start_dovecot
 from email_service.devserver.mailserver import MailServer
 from email_service.model import ImapEndpoint, NewProvider, Security
-from email_service.secretbox import SecretBox
 from email_service.store.engine import make_engine
-from email_service.store.providers import ProviderStore
-from email_service.store.secrets import SecretStore
 from tests.conftest import MailUser
-from tests.e2e.test_worker_process import WorkerProcess
-from tests.helpers import make_message, stream_events, subjects, unique, wait_for
+from tests.e2e.processes import WorkerProcess
+from tests.helpers import add_provider, make_message, stream_events, subjects, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +50,9 @@ class Scene:
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def add_provider(self, folders: Sequence[str] = ("INBOX",)) -> str:
-        provider_id = ProviderStore(self.engine).add_provider(
+        return add_provider(
+            self.engine,
+            self.environ["EMAIL_SERVICE_SECRET_KEYS"],
             NewProvider(
                 tenant=self.tenant,
                 name="Support",
@@ -66,11 +65,9 @@ class Scene:
                     Security.TLS,
                     tls_ca_file=str(self.server.ca_file),
                 ),
-            )
+            ),
+            password=self.user.password,
         )
-        secrets = SecretStore(self.engine, SecretBox((self.environ["EMAIL_SERVICE_SECRET_KEYS"],)))
-        secrets.save_secret(self.tenant, f"imap_password_{provider_id}", self.user.password)
-        return provider_id
 
     def start_worker(self, idle: int = 1) -> WorkerProcess:
         """A worker process, once ``idle`` of its connections are in IDLE."""

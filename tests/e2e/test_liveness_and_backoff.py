@@ -1,8 +1,8 @@
 """A real ``email-service worker`` against network faults: frozen, flapping and refused IMAP.
 
 Faults come from ``tests/tcp_proxy.py`` between the worker and Dovecot, and from the fake
-server of ``tests/fake_imap.py`` that accepts every login and then hangs up (Dovecot will
-not do that on demand).
+server of ``email_service/devserver/fake_imap.py`` that accepts every login and then hangs
+up (Dovecot will not do that on demand).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import pytest
 import redis
 
 from email_service.devserver.dovecot import DovecotServer
+from email_service.devserver.fake_imap import FakeImapServer
 from tests.conftest import MailUser
-from tests.e2e.test_worker_process import WorkerProcess, cli
-from tests.fake_imap import FakeImapServer
-from tests.helpers import TENANT_A, make_message, stream_events, subjects, wait_for
+from tests.e2e.processes import WorkerProcess, add_provider_with_cli
+from tests.helpers import make_message, stream_events, subjects, wait_for
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -82,41 +82,6 @@ def wait_with_log(tmp_path: Path, condition: Callable[[], T], timeout_s: float, 
         raise AssertionError(f"{exc}\n--- worker log (end) ---\n{tail}") from None
 
 
-def add_provider(
-    env: dict[str, str],
-    *,
-    port: int,
-    security: str,
-    username: str,
-    password: str,
-    ca_file: Path | None = None,
-) -> str:
-    args = [
-        "provider",
-        "add",
-        "--tenant",
-        TENANT_A,
-        "--name",
-        "Support",
-        "--mailbox",
-        f"{username}@localhost",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--security",
-        security,
-        "--username",
-        username,
-        "--password-stdin",
-    ]
-    if ca_file is not None:
-        args += ["--tls-ca-file", str(ca_file)]
-    result = cli(*args, env=env, stdin=password + "\n")
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 def provider_status(database_url: str, provider_id: str) -> tuple[str, str | None]:
     """``email_providers.status`` and ``imap_email_provider_config.last_error``."""
     url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -168,7 +133,7 @@ def test_a_frozen_connection_is_replaced_and_the_mail_still_arrives(
         "IMAP_CONNECTION_TIMEOUT_MS": str(FAST_LIVENESS_MS),
     }
     with TcpProxy.start("127.0.0.1", dovecot.imaps_port) as proxy:
-        provider_id = add_provider(
+        provider_id = add_provider_with_cli(
             env,
             port=proxy.port,
             security="tls",
@@ -218,7 +183,7 @@ def test_a_server_that_drops_every_session_is_retried_with_capped_exponential_ba
         "IMAP_RECONNECT_STABLE_MS": "60000",  # far above any dropped session's life
     }
     with FakeImapServer.start(drop_after=drop_after) as server:
-        provider_id = add_provider(
+        provider_id = add_provider_with_cli(
             env, port=server.port, security="none", username="someone", password="secret"
         )
         start_worker(env, tmp_path, workers)
@@ -270,7 +235,7 @@ def test_an_imap_server_restart_publishes_the_mail_once_and_reconnects(
 ) -> None:
     """Connections refused for a few seconds: mail delivered then is published once, after."""
     with TcpProxy.start("127.0.0.1", dovecot.imaps_port) as proxy:
-        provider_id = add_provider(
+        provider_id = add_provider_with_cli(
             environ,
             port=proxy.port,
             security="tls",

@@ -15,13 +15,10 @@ from sqlalchemy import text
 
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import ImapEndpoint, NewProvider, Security
-from email_service.secretbox import SecretBox
 from email_service.store.engine import make_engine
-from email_service.store.providers import ProviderStore
-from email_service.store.secrets import SecretStore
 from tests.conftest import MailUser
-from tests.e2e.test_worker_process import WorkerProcess
-from tests.helpers import TENANT_A, make_message, stream_events, wait_for
+from tests.e2e.processes import WorkerProcess
+from tests.helpers import TENANT_A, add_provider, make_message, stream_events, wait_for
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +54,9 @@ def test_redis_and_database_outages_lose_nothing_and_heal(
 ) -> None:
     pg_proxy, redis_proxy = proxies
     engine = make_engine(environ["DATABASE_URL"])
-    provider_id = ProviderStore(engine).add_provider(
+    add_provider(
+        engine,
+        environ["EMAIL_SERVICE_SECRET_KEYS"],
         NewProvider(
             tenant=TENANT_A,
             name="Support",
@@ -66,10 +65,8 @@ def test_redis_and_database_outages_lose_nothing_and_heal(
             endpoint=ImapEndpoint(
                 "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
             ),
-        )
-    )
-    SecretStore(engine, SecretBox((environ["EMAIL_SERVICE_SECRET_KEYS"],))).save_secret(
-        TENANT_A, f"imap_password_{provider_id}", mail_user.password
+        ),
+        password=mail_user.password,
     )
 
     def status() -> tuple[str, str | None, object]:

@@ -25,11 +25,11 @@ from email_service.secretbox import SecretBox
 from email_service.settings import Settings
 from email_service.store.engine import make_engine
 from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens
+from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
 from tests.conftest import MailUser
-from tests.e2e.test_api_process import ApiProcess
-from tests.e2e.test_worker_process import WorkerProcess
+from tests.e2e.processes import JWT_SECRET, ApiProcess, WorkerProcess
 from tests.helpers import wait_for
 from tests.oauth_server import OAuthTestServer
 from tests.tcp_proxy import TcpProxy
@@ -45,7 +45,6 @@ NSS_WRAPPER_PATHS = (
 PUBLIC = "93.184.216.34"
 MAIL_NAME = "mail.tenant-owned.test"
 TOKEN_NAME = "login.tenant-owned.test"
-JWT_SECRET = "e2e-secret-for-api-tokens-0123456789abcdef"
 REDIRECT_URI = "https://ui.example.com/oauth/done"
 
 
@@ -139,18 +138,18 @@ def test_names_that_moved_to_loopback_after_the_check_are_refused_at_every_use(
         assert "loopback" in refused["message"] and "127.0.0.1" not in refused["message"]
 
         # A row the product wrote straight into the tables, and a grant due for refresh.
-        providers = ProviderStore(engine)
-        secrets = SecretStore(engine, SecretBox(settings.require_secret_keys()))
-        direct = providers.add_provider(
+        providers, box = ProviderStore(engine), SecretBox(settings.require_secret_keys())
+        secrets = SecretStore(engine, box)
+        direct = ProviderAdmin.over(engine, box, max_providers_per_tenant=100).create(
             NewProvider(
                 tenant=tenant,
                 name="written directly",
                 mailbox="support@example.com",
                 endpoint=ImapEndpoint("127.0.0.1", imap_proxy.port, Security.NONE),
                 username=mail_user.name,
-            )
+            ),
+            ProviderSecrets(password=mail_user.password),
         )
-        secrets.save_secret(tenant, f"imap_password_{direct}", mail_user.password)
         access, refresh = oauth_server.issue_grant()
         past = datetime.now(UTC) - timedelta(minutes=5)
         OAuthGrantStore(engine, secrets).save_connected_grant(

@@ -15,11 +15,8 @@ from sqlalchemy import Engine, text
 
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import ImapEndpoint, NewProvider, Security
-from email_service.secretbox import SecretBox
-from email_service.store.providers import ProviderStore
-from email_service.store.secrets import SecretStore
-from tests.e2e.test_worker_process import WorkerProcess
-from tests.helpers import make_message, stream_events, unique, wait_for
+from tests.e2e.processes import WorkerProcess
+from tests.helpers import add_provider, make_message, stream_events, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -53,14 +50,14 @@ def add_providers(
         if tenant
         else tenants or [str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n}")) for n in range(TENANTS)]
     )
-    providers = ProviderStore(engine)
-    secrets = SecretStore(engine, SecretBox((environ["EMAIL_SERVICE_SECRET_KEYS"],)))
     users = []
     for n in range(count):
         user, password = unique("user"), unique("pw")
         dovecot.add_user(user, password)
         tenant_id = tenants[n % len(tenants)]
-        provider_id = providers.add_provider(
+        add_provider(
+            engine,
+            environ["EMAIL_SERVICE_SECRET_KEYS"],
             NewProvider(
                 tenant=tenant_id,
                 name=f"mailbox {n}",
@@ -69,9 +66,9 @@ def add_providers(
                 endpoint=ImapEndpoint(
                     "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
                 ),
-            )
+            ),
+            password=password,
         )
-        secrets.save_secret(tenant_id, f"imap_password_{provider_id}", password)
         users.append(user)
     return users
 

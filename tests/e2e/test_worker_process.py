@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -17,6 +15,7 @@ import redis
 
 from email_service.devserver.dovecot import DovecotServer
 from tests.conftest import MailUser
+from tests.e2e.processes import WorkerProcess, add_dovecot_provider, cli
 from tests.helpers import (
     TENANT_A,
     dead_letter_stream,
@@ -32,58 +31,6 @@ pytestmark = pytest.mark.e2e
 BACKLOG = 600
 
 
-def cli(
-    *args: str, env: dict[str, str], stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "email_service", *args],
-        env={**os.environ, **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "email_service", "worker", "--http-port", str(self.port)],
-            env={**os.environ, **env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def get(self, path: str) -> tuple[int, dict[str, object]]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-        except OSError:
-            return 0, {}
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-        self.log.close()
-
-    def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(40)
-        self.log.close()
-        return code
-
-
 @pytest.fixture
 def workers(environ: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerProcess]]:
     started: list[WorkerProcess] = []
@@ -91,34 +38,6 @@ def workers(environ: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerProc
     for worker in started:
         if worker.process.poll() is None:
             worker.kill()
-
-
-def add_provider(environ: dict[str, str], dovecot: DovecotServer, user: MailUser) -> str:
-    result = cli(
-        "provider",
-        "add",
-        "--tenant",
-        TENANT_A,
-        "--name",
-        "Support",
-        "--mailbox",
-        f"{user.name}@localhost",
-        "--host",
-        "localhost",
-        "--port",
-        str(dovecot.imaps_port),
-        "--security",
-        "tls",
-        "--username",
-        user.name,
-        "--password-stdin",
-        "--tls-ca-file",
-        str(dovecot.ca_file),
-        env=environ,
-        stdin=user.password + "\n",
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def test_sigkill_in_the_middle_of_a_backlog_loses_nothing_and_doubles_nothing(
@@ -131,7 +50,7 @@ def test_sigkill_in_the_middle_of_a_backlog_loses_nothing_and_doubles_nothing(
     tmp_path: Path,
 ) -> None:
     env = {**environ, "IMAP_FETCH_BATCH_SIZE": "10", "IMAP_LEASE_TTL_MS": "3000"}
-    provider_id = add_provider(env, dovecot, mail_user)
+    provider_id = add_dovecot_provider(env, dovecot, mail_user)
     listed = cli("provider", "list", env=env)
     assert provider_id in listed.stdout and TENANT_A in listed.stdout
 
@@ -195,7 +114,7 @@ def test_missing_and_bad_settings_stop_with_a_clear_message(environ: dict[str, s
 def test_provider_test_command_reports_success_and_failure(
     environ: dict[str, str], dovecot: DovecotServer, mail_user: MailUser
 ) -> None:
-    provider_id = add_provider(environ, dovecot, mail_user)
+    provider_id = add_dovecot_provider(environ, dovecot, mail_user)
     ok = cli("provider", "test", provider_id, env=environ)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "IDLE" in ok.stdout and "INBOX" in ok.stdout and "OK" in ok.stdout

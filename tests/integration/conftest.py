@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
+from email_service.api.imap_calls import Resolver, resolve_addresses
 from email_service.settings import Settings
 from email_service.store.engine import make_engine
 from email_service.store.migrate import upgrade_database
@@ -39,8 +40,25 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
+def make_api(environ: dict[str, str]) -> Iterator[Callable[..., ApiHarness]]:
+    """Serves an API with the test settings plus ``extra`` ones; closed after the test.
+
+    ``make_api(resolver=..., NAME="value")``: a module whose API needs other settings
+    defines its ``api`` fixture with this instead of building and closing a harness itself.
+    """
+    harnesses: list[ApiHarness] = []
+
+    def make(resolver: Resolver = resolve_addresses, **extra: str) -> ApiHarness:
+        harness = ApiHarness(Settings.from_env(api_environ(environ, **extra)), resolver)
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        harness.close()
+
+
+@pytest.fixture
+def api(make_api: Callable[..., ApiHarness]) -> ApiHarness:
     """The API with the test settings (a test module may define its own ``api``)."""
-    harness = ApiHarness(Settings.from_env(api_environ(environ)))
-    yield harness
-    harness.close()
+    return make_api()

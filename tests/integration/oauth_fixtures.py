@@ -23,6 +23,7 @@ from email_service.model import (
 )
 from email_service.settings import Settings
 from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens
+from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 from tests.helpers import unique
 from tests.integration.api_harness import ApiHarness, api_environ
 from tests.integration.service import InProcessWorker
@@ -133,7 +134,7 @@ def add_oauth_provider(
     username: str,
 ) -> ProviderConfig:
     parts = worker.parts
-    provider_id = parts.providers.add_provider(
+    provider_id = ProviderAdmin.of(parts).create(
         NewProvider(
             tenant=tenant,
             name="Support (OAuth)",
@@ -149,11 +150,10 @@ def add_oauth_provider(
                 client_id=server.client_id,
                 scopes=("mail",),
             ),
-        )
+        ),
+        ProviderSecrets(client_secret=server.client_secret),
     )
-    provider = parts.providers.find_provider(provider_id, tenant)
-    parts.secrets.save_secret(tenant, provider.client_secret_name(), server.client_secret)
-    return provider
+    return parts.providers.find_provider(provider_id, tenant)
 
 
 def grant_expired(

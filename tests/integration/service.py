@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from email_service.devserver.mailserver import MailServer
 from email_service.model import FolderKey, ImapEndpoint, NewProvider, ProviderConfig, Security
 from email_service.settings import Settings
+from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 from email_service.worker import Supervisor, WorkerParts
 
 
@@ -41,7 +42,7 @@ class InProcessWorker:
             security=security,
             tls_ca_file=str(server.ca_file) if ca_file == "default" else ca_file,
         )
-        provider_id = self.parts.providers.add_provider(
+        provider_id = ProviderAdmin.of(self.parts).create(
             NewProvider(
                 tenant=tenant,
                 name="Support",
@@ -49,16 +50,16 @@ class InProcessWorker:
                 endpoint=endpoint,
                 username=username,
                 folders=tuple(folders),
-            )
+            ),
+            ProviderSecrets(password=password),
         )
-        self.parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", password)
         return self.parts.providers.find_provider(provider_id, tenant)
 
     def add_fake_provider(
         self, tenant: str, port: int, folders: Sequence[str] = ("INBOX",)
     ) -> ProviderConfig:
-        """A provider on the scriptable fake server (``tests/fake_imap.py``), any password."""
-        provider_id = self.parts.providers.add_provider(
+        """A provider on the scriptable fake server (``devserver/fake_imap.py``), any password."""
+        provider_id = ProviderAdmin.of(self.parts).create(
             NewProvider(
                 tenant=tenant,
                 name="Fake",
@@ -66,9 +67,9 @@ class InProcessWorker:
                 endpoint=ImapEndpoint("127.0.0.1", port, Security.NONE),
                 username="support@example.com",
                 folders=tuple(folders),
-            )
+            ),
+            ProviderSecrets(password="any"),
         )
-        self.parts.secrets.save_secret(tenant, f"imap_password_{provider_id}", "any")
         return self.parts.providers.find_provider(provider_id, tenant)
 
     def start(self) -> None:

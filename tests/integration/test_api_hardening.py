@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from email_service.devserver.dovecot import DovecotServer
+from email_service.model import password_secret_name
 from tests.conftest import MailUser
 from tests.integration.api_harness import ApiHarness, provider_body
 
@@ -106,7 +107,7 @@ def test_patch_changes_nothing_when_one_field_is_bad(
     body = '{"password": "NEW", "name": "bad\\ud800"}'
     reply = raw_json(api, "PATCH", f"{PROVIDERS}/{provider_id}", tenant, body)
     assert reply.status == 422, reply
-    assert api.parts.secrets.load_secret(tenant, f"imap_password_{provider_id}") == (
+    assert api.parts.secrets.load_secret(tenant, password_secret_name(provider_id)) == (
         mail_user.password
     )
     assert api.call("GET", f"{PROVIDERS}/{provider_id}", tenant=tenant).json() == created
@@ -165,7 +166,9 @@ def test_deleting_provider_percent_leaves_other_secrets_alone(
     api.parts.secrets.save_secret(tenant, "imap_password_%", "wild")
     for path in ("%25", "_"):
         assert api.call("DELETE", f"{PROVIDERS}/{path}", tenant=tenant).status == 204
-    assert api.parts.secrets.load_secret(tenant, f"imap_password_{other_id}") == mail_user.password
+    assert (
+        api.parts.secrets.load_secret(tenant, password_secret_name(other_id)) == mail_user.password
+    )
     assert api.parts.secrets.load_optional(tenant, "imap_password_%") is None
 
 
@@ -195,6 +198,6 @@ def test_patch_keeps_the_old_password_when_the_row_write_fails(
         "PATCH", f"{PROVIDERS}/{provider_id}", tenant=tenant, json_body={"password": "NEW"}
     )
     assert reply.status == 503, reply
-    assert api.parts.secrets.load_secret(tenant, f"imap_password_{provider_id}") == (
+    assert api.parts.secrets.load_secret(tenant, password_secret_name(provider_id)) == (
         mail_user.password
     )

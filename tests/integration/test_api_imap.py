@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from email_service.devserver.dovecot import DovecotServer
+from email_service.model import password_secret_name
 from email_service.settings import Settings
 from tests.conftest import MailUser
 from tests.helpers import make_message
@@ -220,7 +221,7 @@ def test_a_provider_without_a_readable_password_says_so(
     api: ApiHarness, dovecot: DovecotServer, mail_user: MailUser, tenant: str
 ) -> None:
     provider_id = create(api, tenant, provider_body(dovecot, mail_user))
-    api.parts.secrets.delete_secret(tenant, f"imap_password_{provider_id}")
+    api.parts.secrets.delete_secret(tenant, password_secret_name(provider_id))
     assert (
         api.call("GET", f"{PROVIDERS}/{provider_id}", tenant=tenant).json()["hasPassword"] is False
     )

@@ -15,9 +15,9 @@ import pytest
 
 from email_service.api.imap_calls import CALLS_PER_TENANT_AT_ONCE, MAX_LISTED_FOLDERS
 from email_service.devserver.dovecot import DovecotServer
+from email_service.devserver.fake_imap import FakeImapServer, Reply, many_folders
 from email_service.model import ImapEndpoint, NewProvider, Security
 from tests.conftest import MailUser
-from tests.fake_imap import FakeImapServer, Reply, many_folders
 from tests.integration.api_harness import ApiHarness, api_with, provider_body
 
 pytestmark = pytest.mark.integration

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from email_service.devserver.dovecot import DovecotServer
-from email_service.model import FolderCursor, FolderKey
+from email_service.model import FolderCursor, FolderKey, password_secret_name
 from email_service.settings import Settings
 from email_service.store.cursors import CursorStore
 from tests.conftest import MailUser
@@ -21,12 +21,8 @@ PROVIDERS = "/api/v1/providers"
 
 
 @pytest.fixture
-def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
-    harness = ApiHarness(
-        Settings.from_env(api_environ(environ, EMAIL_SERVICE_API_MAX_BODY_BYTES="4096"))
-    )
-    yield harness
-    harness.close()
+def api(make_api: Callable[..., ApiHarness]) -> ApiHarness:
+    return make_api(EMAIL_SERVICE_API_MAX_BODY_BYTES="4096")
 
 
 def create(api: ApiHarness, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +43,7 @@ def test_create_get_list_update_delete(
     assert created["isActive"] is True and created["isPaused"] is False
     assert created["status"] == "pending"
     assert "password" not in created
-    stored = api.parts.secrets.load_secret(tenant, f"imap_password_{created['id']}")
+    stored = api.parts.secrets.load_secret(tenant, password_secret_name(created["id"]))
     assert stored == mail_user.password
 
     one = f"{PROVIDERS}/{created['id']}"
@@ -66,7 +62,7 @@ def test_create_get_list_update_delete(
     assert changed.json()["folders"] == ["INBOX"]  # empty means INBOX
     assert changed.json()["maxConnections"] == 2
     assert changed.json()["updatedAt"] > created["updatedAt"]
-    assert api.parts.secrets.load_secret(tenant, f"imap_password_{created['id']}") == "new-pw"
+    assert api.parts.secrets.load_secret(tenant, password_secret_name(created["id"])) == "new-pw"
     reset = api.call("PATCH", one, tenant=tenant, json_body={"maxConnections": None})
     assert reset.json()["maxConnections"] is None
 

@@ -7,7 +7,7 @@ the way /etc/hosts would answer, since these machines have no DNS of their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,11 +32,8 @@ NAMES = {
 
 
 @pytest.fixture
-def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
-    settings = Settings.from_env(api_environ(environ, IMAP_ALLOW_PRIVATE_HOSTS="false"))
-    harness = ApiHarness(settings, resolver=static_resolver(NAMES))
-    yield harness
-    harness.close()
+def api(make_api: Callable[..., ApiHarness]) -> ApiHarness:
+    return make_api(static_resolver(NAMES), IMAP_ALLOW_PRIVATE_HOSTS="false")
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import imapclient
 import pytest
 
 from bench.common import wait_for_exists
-from tests.fake_imap import FakeImapServer
+from email_service.devserver.fake_imap import FakeImapServer
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import time
 import pytest
 import redis
 
+from email_service.devserver.fake_imap import FakeFolder, FakeImapServer, FakeMessage
 from email_service.settings import Settings
-from tests.fake_imap import FakeFolder, FakeImapServer, FakeMessage
 from tests.helpers import make_message, stream_events, subjects, wait_for
 from tests.integration.service import InProcessWorker
 

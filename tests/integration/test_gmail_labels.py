@@ -1,8 +1,8 @@
 """Gmail label folders: one event per message (X-GM-MSGID) across every monitored label.
 
 Dovecot has no X-GM-EXT-1, so this runs the worker against the scriptable fake server of
-``tests/fake_imap.py`` serving a mailbox; everything else about the worker is real (its
-threads, PostgreSQL, Redis and the publish script).
+``email_service/devserver/fake_imap.py`` serving a mailbox; everything else about the
+worker is real (its threads, PostgreSQL, Redis and the publish script).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import redis
 
+from email_service.devserver.fake_imap import FakeFolder, FakeImapServer, FakeMessage
 from email_service.redis_keys import gmail_message_key, provider_stats_key
-from tests.fake_imap import FakeFolder, FakeImapServer, FakeMessage
 from tests.helpers import make_message, stream_events, subjects, wait_for
 from tests.integration.service import InProcessWorker
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import Security
-from email_service.settings import Settings
 from tests.conftest import MailUser
 from tests.helpers import unique, wait_for
-from tests.integration.api_harness import ApiHarness, api_environ, provider_body
+from tests.integration.api_harness import ApiHarness, provider_body
 from tests.integration.service import InProcessWorker
 
 PROVIDERS = "/api/v1/providers"
@@ -58,13 +56,6 @@ class BannerServer:
     def close(self) -> None:
         self._listener.close()
         self._thread.join(5)
-
-
-@pytest.fixture
-def api(environ: dict[str, str]) -> Iterator[ApiHarness]:
-    harness = ApiHarness(Settings.from_env(api_environ(environ)))
-    yield harness
-    harness.close()
 
 
 def _test_call(api: ApiHarness, tenant: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from email_service.api.auth import sign_token
 from email_service.cli import run as run_cli
 from email_service.model import AUTH_OAUTH2, ImapEndpoint, NewProvider, ProviderConfig, Security
 from email_service.secretbox import generate_key
+from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 from tests.helpers import wait_for
 from tests.integration.api_harness import ApiHarness
 from tests.integration.oauth_fixtures import (
@@ -78,7 +79,7 @@ def test_the_operators_app_credentials_never_reach_a_tenants_token_endpoint(
     worker = make_worker(**OPERATOR_APP)
     api = ApiHarness(oauth_settings(oauth_environ, **OPERATOR_APP))
     try:
-        provider_id = worker.parts.providers.add_provider(
+        provider_id = ProviderAdmin.of(worker.parts).create(
             NewProvider(
                 tenant=tenant,
                 name="Gmail",
@@ -87,7 +88,8 @@ def test_the_operators_app_credentials_never_reach_a_tenants_token_endpoint(
                 username="support@example.com",
                 provider_type="google",
                 auth_type=AUTH_OAUTH2,
-            )
+            ),
+            ProviderSecrets(),
         )
         started = initiate(api, tenant, provider_id)  # the preset's consent page: fine
         assert f"client_id={OPERATOR_ID}" in started["authUrl"]

@@ -17,6 +17,7 @@ from email_service.model import (
     NewProvider,
     ProviderChanges,
     Security,
+    password_secret_name,
 )
 from email_service.secretbox import SecretBox, generate_key
 from email_service.store.cursors import CursorStore
@@ -106,7 +107,7 @@ def test_secrets_are_encrypted_at_rest_and_removed_with_the_provider(engine: Eng
     providers = ProviderStore(engine)
     secrets = SecretStore(engine, SecretBox((key,)))
     provider_id = providers.add_provider(new_provider(TENANT_A))
-    name = f"imap_password_{provider_id}"
+    name = password_secret_name(provider_id)
     secrets.save_secret(TENANT_A, name, "correct horse battery")
     secrets.save_secret(TENANT_A, "imap_password_other", "keep me")
     with engine.connect() as connection:

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 
 from email_service.devserver.dovecot import DovecotServer
 from email_service.errors import TenantIdInvalid
-from email_service.model import ImapEndpoint, NewProvider, Security
+from email_service.model import ImapEndpoint, NewProvider, Security, password_secret_name
 from email_service.settings import Settings
 from email_service.store.engine import transaction
 from email_service.store.schema import email_providers, email_secrets, imap_email_provider_config
@@ -66,12 +66,12 @@ def test_rows_with_other_tenant_ids_are_reported_and_not_monitored(
             connection.execute(
                 insert(table).values({**row, id_column.name: legacy_id, "tenant": "acme"})
             )
-        secret = select(email_secrets).where(email_secrets.c.name == f"imap_password_{good.id}")
+        secret = select(email_secrets).where(email_secrets.c.name == password_secret_name(good.id))
         row = dict(connection.execute(secret).one()._mapping)
         row.pop("id", None)
         connection.execute(
             insert(email_secrets).values(
-                {**row, "name": f"imap_password_{legacy_id}", "tenant": "acme"}
+                {**row, "name": password_secret_name(legacy_id), "tenant": "acme"}
             )
         )
 

@@ -229,7 +229,7 @@ class FakeImapServer:
             if words == [b"DONE"]:
                 with self._lock:
                     self._idling.pop(connection, None)
-                connection.sendall(self._table["DONE"](idle_tag))
+                _send(connection, self._table["DONE"](idle_tag))
                 continue
             if len(words) < 2:
                 connection.sendall(b"* BAD no command\r\n")
@@ -250,9 +250,7 @@ class FakeImapServer:
                         self._told[connection] = len(self.folders[selected].messages)
                 connection.sendall(reply)
                 continue
-            reply = self._table.get(command, _unknown)(tag)
-            for chunk in [reply] if isinstance(reply, bytes) else reply:
-                connection.sendall(chunk)
+            _send(connection, self._table.get(command, _unknown)(tag))
             if command in ("LOGOUT", self._drop_after):
                 return
             if command == "IDLE" and self.folders is not None and selected is not None:
@@ -337,6 +335,11 @@ class FakeImapServer:
 
 #: LIST lines sent per chunk by ``many_folders``.
 LIST_CHUNK_LINES = 2000
+
+
+def _send(connection: socket.socket, reply: bytes | Iterable[bytes]) -> None:
+    for chunk in [reply] if isinstance(reply, bytes) else reply:
+        connection.sendall(chunk)
 
 
 def many_folders(count: int) -> Reply:
