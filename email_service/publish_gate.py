@@ -18,6 +18,7 @@ from typing import Any, cast
 import redis
 
 from email_service.backpressure import Pause, Pressure, WaterMarks, backlog_of, decide_pause
+from email_service.errors import PublishFailed
 from email_service.metrics import Metrics
 from email_service.settings import Settings
 
@@ -29,16 +30,23 @@ POLL_S = 0.5
 
 
 def load_pressure(client: redis.Redis[bytes], stream: str) -> Pressure:
-    """The stream's busiest group backlog and Redis ``used_memory``."""
+    """The stream's busiest group backlog and Redis ``used_memory``.
+
+    Raises ``PublishFailed`` when Redis does not answer, as the publisher does, so the
+    provider's status says Redis is unreachable.
+    """
     try:
-        groups: list[dict[str, Any]] = [
-            {_text(k): v for k, v in group.items()}
-            for group in cast(Any, client).xinfo_groups(stream)
-        ]
-        length = int(client.xlen(stream))
-    except redis.ResponseError:  # no stream yet: nothing to lag behind
-        groups, length = [], 0
-    used = int(client.info("memory")["used_memory"])
+        try:
+            groups: list[dict[str, Any]] = [
+                {_text(k): v for k, v in group.items()}
+                for group in cast(Any, client).xinfo_groups(stream)
+            ]
+            length = int(client.xlen(stream))
+        except redis.ResponseError:  # no stream yet: nothing to lag behind
+            groups, length = [], 0
+        used = int(client.info("memory")["used_memory"])
+    except redis.RedisError as exc:
+        raise PublishFailed(f"Redis is unreachable: {type(exc).__name__}") from exc
     return Pressure(backlog_of(groups, length), used)
 
 
