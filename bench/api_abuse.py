@@ -38,7 +38,7 @@ from bench.common import (
 from email_service.api.auth import sign_token
 from email_service.devserver.dovecot import start_dovecot
 from email_service.devserver.fake_imap import FakeImapServer, many_folders
-from email_service.secretbox import generate_key
+from email_service.security.secretbox import generate_key
 from email_service.settings import Settings
 
 JWT_SECRET = "bench-secret-for-api-tokens-0123456789abcdef"  # noqa: S105 - throwaway

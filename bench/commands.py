@@ -26,7 +26,7 @@ if __package__ in (None, ""):
 
 from bench.common import PASSWORD, SERVERS, bare_client, start_server, summary_ms
 from email_service.devserver.samples import make_message
-from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogin
+from email_service.imap.session import ConnectOptions, ImapSession, PasswordLogin
 from email_service.model import ImapEndpoint, Security
 
 #: Messages in the folder: the search finds the newest, the fetches take one.

@@ -30,7 +30,7 @@ from email_service.devserver.cyrus import start_cyrus  # noqa: E402
 from email_service.devserver.dovecot import start_dovecot  # noqa: E402
 from email_service.devserver.mailserver import MailServer  # noqa: E402
 from email_service.model import ImapEndpoint, NewProvider, Security  # noqa: E402
-from email_service.secretbox import SecretBox  # noqa: E402
+from email_service.security.secretbox import SecretBox  # noqa: E402
 from email_service.store.engine import make_engine  # noqa: E402
 from email_service.store.migrate import upgrade_database  # noqa: E402
 from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets  # noqa: E402

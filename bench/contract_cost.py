@@ -3,7 +3,7 @@
     python bench/contract_cost.py [--messages 2000]
 
 Builds the event of each message of the drain benchmark's mix (``common.mixed_message``:
-text, HTML on every other, a 150 KB attachment on every tenth) with ``ingest.build_entry``,
+text, HTML on every other, a 150 KB attachment on every tenth) with ``ingest.entry.build_entry``,
 which checks each entry, and times ``contract.check.check_entry`` on the same entries on its
 own. Prints both per entry and the check's share: the drain parses in a process pool, so
 this share of the parse work is what the check can cost the backlog drain at most. CPU
@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BENCH_TENANT, mixed_message
 from email_service.contract.check import check_entry, load_schema
-from email_service.events import StreamEntry
-from email_service.fetched import FetchedMessage
-from email_service.ingest import IngestTarget, build_entry
-from email_service.limits import IngressLimits
+from email_service.imap.fetched import FetchedMessage
+from email_service.ingest.entry import IngestTarget, build_entry
+from email_service.ingest.limits import IngressLimits
 from email_service.model import FolderKey
+from email_service.publish.events import StreamEntry
 
 
 def measure(messages: int) -> dict[str, float]:

@@ -51,7 +51,7 @@ from bench.common import (
 from email_service.devserver.dovecot import DovecotServer, start_dovecot
 from email_service.devserver.fake_imap import FakeImapServer
 from email_service.devserver.samples import make_message
-from email_service.secretbox import generate_key
+from email_service.security.secretbox import generate_key
 from email_service.settings import Settings
 
 #: Seconds allowed for any one wait (balance, takeover, events on the stream).

@@ -49,7 +49,7 @@ from bench.common import (
 )
 from email_service.devserver.dovecot import DovecotServer, start_dovecot
 from email_service.devserver.samples import make_message
-from email_service.secretbox import generate_key
+from email_service.security.secretbox import generate_key
 from email_service.store.engine import make_engine
 
 #: Pause before each timed delivery so the client under test is back in IDLE.

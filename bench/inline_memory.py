@@ -1,6 +1,6 @@
 """Bytes per entry and Redis memory per 1,000 corpus events, inline content off/attachments/all.
 
-Builds each corpus message's entry as the worker does (``ingest.build_entry``), XADDs 1,000
+Builds each corpus message's entry as the worker does (``ingest.entry.build_entry``), XADDs 1,000
 of them (the corpus cycled) to a scratch stream of the local Redis, and reads ``MEMORY
 USAGE`` of that stream. ``python -m bench.inline_memory``.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import redis
 
-from email_service.fetched import FetchedMessage
-from email_service.ingest import IngestTarget, build_entry
-from email_service.limits import IngressLimits, entry_bytes
+from email_service.imap.fetched import FetchedMessage
+from email_service.ingest.entry import IngestTarget, build_entry
+from email_service.ingest.limits import IngressLimits, entry_bytes
 from email_service.model import FolderKey
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"

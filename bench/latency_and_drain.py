@@ -52,7 +52,7 @@ from bench.common import (
 )
 from email_service.devserver.mailserver import MailServer
 from email_service.devserver.samples import make_message
-from email_service.secretbox import generate_key
+from email_service.security.secretbox import generate_key
 from email_service.settings import Settings
 
 #: Pause before each timed delivery, so the client under test is back in IDLE (a message

@@ -37,7 +37,7 @@ from bench.common import (
 from email_service.devserver.connections import count_connections_to
 from email_service.devserver.dovecot import start_dovecot
 from email_service.devserver.samples import make_message
-from email_service.secretbox import generate_key
+from email_service.security.secretbox import generate_key
 
 
 def measure(providers: int, cap: int, seconds: float) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 A token request carries the client secret, the authorization code and the PKCE verifier,
 to a URL a tenant may have chosen. So ``checked_session`` gives ``requests`` sessions that:
 
-- connect only through ``outbound.HostGuard``: the name is resolved once, every address
+- connect only through ``security.outbound.HostGuard``: the name is resolved once, every address
   checked against the server-side request forgery guard, and the socket opened to a
   checked address (TLS still verified against the host name, by urllib3);
 - never follow a redirect: a 3xx answer raises ``OAuthRequestRejected`` before anything is
@@ -25,7 +25,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from email_service.errors import OAuthRequestRejected
-from email_service.outbound import HostGuard
+from email_service.security.outbound import HostGuard
 
 
 def _open(connection: HTTPConnection, guard: HostGuard) -> socket.socket:

@@ -26,7 +26,7 @@ import redis
 from email_service.devserver.cyrus import CyrusServer, start_cyrus
 from email_service.devserver.dovecot import DovecotServer, start_dovecot
 from email_service.devserver.mailserver import MailServer
-from email_service.secretbox import generate_key
+from email_service.security.secretbox import generate_key
 from email_service.settings import Settings
 from email_service.store.migrate import upgrade_database
 from tests.helpers import unique

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from email_service.devserver.connections import count_connections_to  # noqa: F401 - for the tests
 from email_service.devserver.samples import make_message  # noqa: F401 - for the tests
 from email_service.model import NewProvider
-from email_service.secretbox import SecretBox
+from email_service.security.secretbox import SecretBox
 from email_service.settings import DEAD_LETTER_STREAM_PREFIX
 from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 

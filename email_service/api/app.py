@@ -37,7 +37,7 @@ from email_service.errors import (
     StorageConflict,
     StorageUnavailable,
 )
-from email_service.http_health import add_health_routes
+from email_service.http.health import add_health_routes
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ pool's threads, so one tenant's slow or huge calls always leave threads for the 
 A folder listing reads at most ``MAX_LISTED_FOLDERS`` folders and ``MAX_LIST_BYTES`` of
 the server's answer, then cuts the connection: a server listing two million folders costs
 a bounded amount of memory and time, and the answer says it is ``truncated``. The host is
-resolved and checked by ``ssrf.decide_host`` right before connecting, every time: a name
+resolved and checked by ``security.ssrf.decide_host`` right before connecting, every time: a name
 that was public when the provider was saved may point somewhere else now. (The connection
-itself checks again and connects to the address it checked: ``outbound.HostGuard``.) On
+itself checks again and connects to the address it checked: ``security.outbound.HostGuard``.) On
 timeout the connection is cut from the event loop's side
 with ``ImapSession.interrupt``, so the thread ends at once instead of at its socket timeout.
 """
@@ -37,12 +37,12 @@ from email_service.api.views import (
     ServerFolderStatus,
     failure_stage,
 )
-from email_service.budget import INBOX, rank_folders
 from email_service.errors import EmailServiceError, FolderMissing
-from email_service.imap_session import ConnectOptions, FolderList, ImapSession, Login
+from email_service.imap.session import ConnectOptions, FolderList, ImapSession, Login
 from email_service.model import ProviderConfig
+from email_service.security.ssrf import decide_host
 from email_service.settings import Settings
-from email_service.ssrf import decide_host
+from email_service.sync.budget import INBOX, rank_folders
 
 T = TypeVar("T")
 

@@ -29,6 +29,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from aiohttp import web
 
 from email_service.api.auth import Caller
+from email_service.api.oauth_flows import OAuthFlowStore, PendingFlow
 from email_service.api.parts import ApiParts, caller_of, parts_of
 from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields, provider_not_found
 from email_service.api.providers import read_json
@@ -44,7 +45,6 @@ from email_service.errors import (
     TokenEndpointUnavailable,
 )
 from email_service.model import AUTH_OAUTH2, ProviderConfig
-from email_service.oauth_flows import OAuthFlowStore, PendingFlow
 from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens
 from oauth.client import OAuthClientConfig, authorization_url, exchange_code
 from oauth.endpoints import client_config

@@ -11,10 +11,10 @@ from sqlalchemy import Engine
 from email_service.api.auth import Caller, TokenVerifier
 from email_service.api.imap_calls import ImapCalls, Resolver, resolve_addresses
 from email_service.api.ratelimit import RateLimiter
-from email_service.logins import LoginSource
+from email_service.imap.logins import LoginSource
 from email_service.metrics import Metrics
-from email_service.publisher import connect_redis
-from email_service.secretbox import SecretBox
+from email_service.publish.publisher import connect_redis
+from email_service.security.secretbox import SecretBox
 from email_service.settings import Settings
 from email_service.store.engine import make_engine
 from email_service.store.oauth_grants import OAuthGrantStore

@@ -46,17 +46,17 @@ from email_service.api.views import (
     provider_view,
     status_view,
 )
-from email_service.budget import plan_connections, rank_folders
 from email_service.errors import (
     PermanentError,
     ReauthorizationRequired,
     SecretUndecryptable,
     TokenEndpointUnavailable,
 )
-from email_service.http_server import BODY_READ_TIMEOUT_S
-from email_service.imap_session import Login
+from email_service.http.server import BODY_READ_TIMEOUT_S
+from email_service.imap.session import Login
 from email_service.model import KEEP, ProviderConfig
 from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
+from email_service.sync.budget import plan_connections, rank_folders
 
 T = TypeVar("T")
 

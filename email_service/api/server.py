@@ -9,7 +9,7 @@ import signal
 
 from email_service.api.app import build_app
 from email_service.api.parts import ApiParts
-from email_service.http_server import HttpLimits, listening_socket, serve_app
+from email_service.http.server import HttpLimits, listening_socket, serve_app
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The per-folder counters the publisher keeps in Redis, read and removed for the API (shell).
 
-The publish script (``publisher.py``) counts events and dead letters per folder in the hash
-``redis_keys.provider_stats_key``; the status call reads it and the delete call removes it.
+The publish script (``publish/publisher.py``) counts events and dead letters per folder in the hash
+``publish.redis_keys.provider_stats_key``; the status call reads it and the delete call removes it.
 Redis being down does not fail either call: the status shows ``countersAvailable: false``
 and a delete leaves the (id-specific, never reused) hash behind with a warning.
 """
@@ -12,7 +12,7 @@ import logging
 
 import redis
 
-from email_service.redis_keys import provider_stats_key
+from email_service.publish.redis_keys import provider_stats_key
 
 logger = logging.getLogger(__name__)
 

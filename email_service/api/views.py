@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from email_service.budget import ConnectionPlan, rank_folders
 from email_service.errors import (
     AuthenticationFailed,
     ConnectionLost,
@@ -25,6 +24,7 @@ from email_service.errors import (
 )
 from email_service.model import PageKey
 from email_service.store.providers import CursorRow, ProviderRecord, ProviderStatusRecord
+from email_service.sync.budget import ConnectionPlan, rank_folders
 
 #: RFC 6154 special-use attributes (and Gmail's \\Important), lower-cased, without "\\".
 SPECIAL_USE = ("all", "archive", "drafts", "flagged", "important", "junk", "sent", "trash")

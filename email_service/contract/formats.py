@@ -10,7 +10,7 @@ and ends in a letter, digit, ``_``, ``+`` or ``-``; ``@``; labels of ASCII lette
 hyphens, each starting with a letter or digit, separated by dots; a top-level label of two
 or more letters. So ``user@localhost``, IP literals, quoted local parts and non-ASCII
 addresses do not fit (a non-ASCII domain fits once written in IDNA ``xn--`` form, which
-``addresses.normalise_address`` does).
+``ingest.addresses.normalise_address`` does).
 
 Date-times are written by ``iso_utc``: UTC with a ``Z``, as the contract requires.
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine
 
 from email_service.errors import ProviderLimitReached
 from email_service.model import NewProvider, ProviderChanges, provider_secret_names
-from email_service.secretbox import SecretBox
+from email_service.security.secretbox import SecretBox
 from email_service.settings import Settings
 from email_service.store.engine import transaction
 from email_service.store.providers import ProviderStore

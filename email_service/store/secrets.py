@@ -8,7 +8,7 @@ from sqlalchemy import Connection, Engine, delete, select, update
 
 from email_service.contract.formats import require_tenant_id
 from email_service.errors import SecretUndecryptable
-from email_service.secretbox import SecretBox
+from email_service.security.secretbox import SecretBox
 from email_service.store.engine import transaction
 from email_service.store.schema import email_secrets
 

@@ -5,7 +5,7 @@ mail); large and repetitive ones are generated at test time (``generated``), so 
 committed corpus stays small. ``CORPUS`` lists them all in delivery order, each with the
 checks its event must pass, or the reason of its dead letter.
 
-Used by ``tests/unit/test_corpus.py`` (each message straight through ``ingest.build_entry``)
+Used by ``tests/unit/test_corpus.py`` (each message straight through ``ingest.entry.build_entry``)
 and ``tests/e2e/test_corpus.py`` (all of them delivered to Dovecot and read by a real
 worker process, whose peak memory is measured).
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from email_service.model import AUTH_OAUTH2
-from email_service.secretbox import SecretBox
+from email_service.security.secretbox import SecretBox
 from email_service.settings import Settings
 from email_service.store.engine import make_engine
 from email_service.store.providers import ProviderStore

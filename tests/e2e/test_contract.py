@@ -11,8 +11,8 @@ import redis
 
 from email_service.contract.check import check_entry
 from email_service.devserver.dovecot import DovecotServer
-from email_service.events import DEAD_LETTER_PRODUCER
-from email_service.redis_keys import provider_stats_key
+from email_service.publish.events import DEAD_LETTER_PRODUCER
+from email_service.publish.redis_keys import provider_stats_key
 from tests.conftest import MailUser
 from tests.e2e.processes import WorkerProcess, add_dovecot_provider, cli
 from tests.helpers import (

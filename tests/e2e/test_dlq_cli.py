@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from email_service.events import RawMessage, build_dead_letter_fields
 from email_service.model import FolderKey
+from email_service.publish.events import RawMessage, build_dead_letter_fields
 from tests.e2e.processes import cli
 from tests.helpers import dead_letter_stream, make_message, stream_events
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from email_service.http_server import BODY_READ_TIMEOUT_S, HEADER_TIMEOUT_S, LINGERING_TIME_S
+from email_service.http.server import BODY_READ_TIMEOUT_S, HEADER_TIMEOUT_S, LINGERING_TIME_S
 from tests.e2e.processes import JWT_SECRET, free_port
 from tests.helpers import wait_for
 

@@ -21,7 +21,7 @@ import pytest
 from email_service.api.auth import sign_token
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import ImapEndpoint, NewProvider, Security
-from email_service.secretbox import SecretBox
+from email_service.security.secretbox import SecretBox
 from email_service.settings import Settings
 from email_service.store.engine import make_engine
 from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens

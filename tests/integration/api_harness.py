@@ -22,7 +22,7 @@ from email_service.api.auth import sign_token
 from email_service.api.imap_calls import Resolver, resolve_addresses
 from email_service.api.parts import ApiParts
 from email_service.devserver.dovecot import DovecotServer
-from email_service.http_server import HttpLimits, listening_socket, serve_app
+from email_service.http.server import HttpLimits, listening_socket, serve_app
 from email_service.settings import Settings
 from tests.conftest import MailUser
 

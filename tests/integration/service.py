@@ -9,7 +9,7 @@ from email_service.devserver.mailserver import MailServer
 from email_service.model import FolderKey, ImapEndpoint, NewProvider, ProviderConfig, Security
 from email_service.settings import Settings
 from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
-from email_service.worker import Supervisor, WorkerParts
+from email_service.worker.process import Supervisor, WorkerParts
 
 
 class InProcessWorker:

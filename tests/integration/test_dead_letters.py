@@ -10,13 +10,13 @@ import pytest
 import redis
 
 from email_service.devserver.dovecot import DovecotServer
-from email_service.dlq import ALREADY, FAILED, MISSING, PUBLISHED, DeadLetterQueue
-from email_service.events import event_id_for
-from email_service.limits import entry_bytes
+from email_service.ingest.limits import entry_bytes
 from email_service.model import FolderKey, ProviderConfig
-from email_service.redis_keys import provider_stats_key
+from email_service.publish.dead_letters import ALREADY, FAILED, MISSING, PUBLISHED, DeadLetterQueue
+from email_service.publish.events import event_id_for
+from email_service.publish.redis_keys import provider_stats_key
 from email_service.settings import Settings
-from email_service.worker import WorkerParts
+from email_service.worker.process import WorkerParts
 from tests.conftest import MailUser
 from tests.helpers import (
     dead_letter_stream,

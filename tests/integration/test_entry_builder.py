@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from email_service.entry_builder import EntryBuilder, build_entries
-from email_service.fetched import FetchedMessage
-from email_service.ingest import IngestTarget
-from email_service.limits import IngressLimits
+from email_service.imap.fetched import FetchedMessage
+from email_service.ingest.entry import IngestTarget
+from email_service.ingest.limits import IngressLimits
+from email_service.ingest.parse_pool import EntryBuilder, build_entries
 from email_service.model import FolderKey
 from tests.helpers import TENANT_A, make_message
 

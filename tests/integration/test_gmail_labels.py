@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from email_service.devserver.fake_imap import FakeFolder, FakeImapServer, FakeMessage
-from email_service.redis_keys import gmail_message_key, provider_stats_key
+from email_service.publish.redis_keys import gmail_message_key, provider_stats_key
 from tests.helpers import make_message, stream_events, subjects, wait_for
 from tests.integration.service import InProcessWorker
 

@@ -9,9 +9,9 @@ import pytest
 
 from email_service.devserver.fake_imap import DEFAULT_REPLIES, FakeImapServer, fake_imap_server
 from email_service.errors import ConnectionLost
-from email_service.folder_check import Signals
-from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogin
+from email_service.imap.session import ConnectOptions, ImapSession, PasswordLogin
 from email_service.model import ImapEndpoint, Security
+from email_service.sync.folder_check import Signals
 
 OPTIONS = ConnectOptions(timeout_s=5, keepalive=True, verify_tls=True, allow_private_hosts=True)
 

@@ -13,8 +13,8 @@ import redis
 
 from email_service.devserver.dovecot import DovecotServer
 from email_service.devserver.fake_imap import FakeImapServer
-from email_service.events import event_id_for
 from email_service.model import FolderKey, Security
+from email_service.publish.events import event_id_for
 from email_service.settings import Settings
 from tests.conftest import MailUser
 from tests.helpers import make_message, stream_events, subjects, wait_for, wait_for_stream_entries

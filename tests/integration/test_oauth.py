@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import REAUTH_REQUIRED, ProviderConfig
-from email_service.secretbox import SecretBox
+from email_service.security.secretbox import SecretBox
 from email_service.store.engine import make_engine
 from email_service.store.oauth_grants import OAuthGrantStore
 from email_service.store.secrets import SecretStore

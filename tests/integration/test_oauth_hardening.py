@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from email_service.api.auth import sign_token
-from email_service.cli import run as run_cli
+from email_service.cli.main import run as run_cli
 from email_service.model import AUTH_OAUTH2, ImapEndpoint, NewProvider, ProviderConfig, Security
-from email_service.secretbox import generate_key
+from email_service.security.secretbox import generate_key
 from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 from tests.helpers import wait_for
 from tests.integration.api_harness import ApiHarness

@@ -10,11 +10,11 @@ import pytest
 import redis
 
 from email_service.devserver.dovecot import DovecotServer
-from email_service.folder_sync import ListenerContext
-from email_service.imap_session import Login
+from email_service.imap.session import Login
 from email_service.model import FolderKey, ProviderConfig
-from email_service.poller import FolderPoller
 from email_service.settings import Settings
+from email_service.sync.folder_sync import ListenerContext
+from email_service.sync.poller import FolderPoller
 from tests.conftest import MailUser
 from tests.helpers import make_message, stream_events, subjects, unique, wait_for
 from tests.helpers import wait_for_stream_entries as wait_for_entries

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from email_service.events import StreamEntry
 from email_service.model import FolderKey
-from email_service.publisher import EventPublisher, PublishResult, ReplayResult
-from email_service.redis_keys import (
+from email_service.publish.events import StreamEntry
+from email_service.publish.publisher import EventPublisher, PublishResult, ReplayResult
+from email_service.publish.redis_keys import (
     gmail_message_key,
     provider_stats_key,
     published_mark_key,

@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from email_service.devserver.dovecot import DovecotServer
-from email_service.email_data import MessageMeta, build_email_data, sha256_hex
-from email_service.parsing import parse_message
+from email_service.ingest.email_data import MessageMeta, build_email_data, sha256_hex
+from email_service.ingest.parsing import parse_message
 from email_service.settings import Settings
 from tests.conftest import MailUser
 from tests.helpers import TENANT_A, wait_for_stream_entries

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import Engine
 
 from email_service.devserver.mailserver import MailServer
-from email_service.imap_session import ConnectOptions, ImapSession, PasswordLogin
+from email_service.imap.session import ConnectOptions, ImapSession, PasswordLogin
 from email_service.model import ImapEndpoint, Security
-from email_service.publisher import connect_redis
+from email_service.publish.publisher import connect_redis
 from email_service.store.engine import make_engine
 from tests.conftest import MailUser
 

@@ -19,7 +19,7 @@ from email_service.model import (
     Security,
     password_secret_name,
 )
-from email_service.secretbox import SecretBox, generate_key
+from email_service.security.secretbox import SecretBox, generate_key
 from email_service.store.cursors import CursorStore
 from email_service.store.fencing import check_fence
 from email_service.store.providers import ProviderStore

@@ -16,7 +16,7 @@ from email_service.api.validation import (
     REQUIRED_ON_CREATE,
     validate_create,
 )
-from email_service.secretbox import generate_key
+from email_service.security.secretbox import generate_key
 from email_service.settings import Settings
 
 

@@ -16,9 +16,9 @@ from email_service.api.views import (
     provider_view,
     status_view,
 )
-from email_service.budget import ConnectionPlan
 from email_service.model import ImapEndpoint, ProviderConfig, Security
 from email_service.store.providers import CursorRow, ProviderRecord, ProviderStatusRecord
+from email_service.sync.budget import ConnectionPlan
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from email_service.backoff import BackoffPolicy, failures_after_disconnect, next_delay_s
+from email_service.sync.backoff import BackoffPolicy, failures_after_disconnect, next_delay_s
 
 POLICY = BackoffPolicy(base_s=1.0, max_s=300.0, jitter_pct=0.5, stable_s=120.0)
 
@@ -78,6 +78,6 @@ def test_never_connected_never_resets_even_with_zero_stable_period() -> None:
     ids=["auth-failure", "o365-ms", "seconds", "gmail-too-many", "limit", "plain"],
 )
 def test_classify_throttle(message: str, expected: tuple[bool, float | None]) -> None:
-    from email_service.backoff import classify_throttle
+    from email_service.sync.backoff import classify_throttle
 
     assert classify_throttle(message) == expected

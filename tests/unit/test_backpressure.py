@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from email_service.backpressure import (
+from email_service.publish.backpressure import (
     BACKLOG,
     MEMORY,
     Pressure,

@@ -2,7 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from email_service.budget import (
+from email_service.model import FolderCursor, ImapEndpoint, ProviderConfig, Security
+from email_service.sync.budget import (
     ConnectionPlan,
     PollStep,
     connections_to_record,
@@ -12,7 +13,6 @@ from email_service.budget import (
     rank_folders,
     should_catch_up,
 )
-from email_service.model import FolderCursor, ImapEndpoint, ProviderConfig, Security
 
 WHEN = datetime(2024, 1, 1, tzinfo=UTC)
 

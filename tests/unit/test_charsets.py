@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from email_service.charsets import (
+from email_service.ingest.charsets import (
     GUESSED_CHARSET,
     MAX_ISSUES,
     UNKNOWN_CHARSET,

@@ -12,9 +12,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from email_service.addresses import normalise_address
 from email_service.contract.check import check_entry, check_value, load_schema
 from email_service.contract.formats import fits_consumer_email, is_contract_uuid, iso_utc
+from email_service.ingest.addresses import normalise_address
 from tests.helpers import RANDOM_UUID, TENANT_A
 
 EMAIL_DATA: dict[str, Any] = {

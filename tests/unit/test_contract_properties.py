@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from email_service.contract.check import check_entry
-from email_service.fetched import FetchedMessage
-from email_service.ingest import IngestTarget, build_entry
-from email_service.limits import IngressLimits
+from email_service.imap.fetched import FetchedMessage
+from email_service.ingest.entry import IngestTarget, build_entry
+from email_service.ingest.limits import IngressLimits
 from email_service.model import FolderKey
 from tests.helpers import RANDOM_UUID, TENANT_A
 

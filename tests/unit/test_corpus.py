@@ -1,4 +1,4 @@
-"""The corpus (``tests/corpus``) straight through ``ingest.build_entry``: each message is an
+"""The corpus (``tests/corpus``) straight through ``ingest.entry.build_entry``: each message is an
 event that passes its checks, or a dead letter with the expected reason, within the bound.
 The large generated messages are left to ``tests/e2e/test_corpus.py``."""
 
@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import pytest
 
 from email_service.contract.check import check_entry
-from email_service.fetched import FetchedMessage
-from email_service.ingest import IngestTarget, build_entry
-from email_service.limits import IngressLimits, entry_bytes
+from email_service.imap.fetched import FetchedMessage
+from email_service.ingest.entry import IngestTarget, build_entry
+from email_service.ingest.limits import IngressLimits, entry_bytes
 from email_service.model import FolderKey
 from tests.corpus import CORPUS, CorpusMessage
 from tests.helpers import RANDOM_UUID, TENANT_A

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from email_service.settings import Settings
-from email_service.worker import SHUTDOWN_TIMEOUT_S
+from email_service.worker.process import SHUTDOWN_TIMEOUT_S
 from tests.deployment import CHART, describe_difference, load_yaml, setting_names
 
 #: Values that switch on every optional part of the chart.

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from email_service.email_data import (
+from email_service.errors import NoUsableSender
+from email_service.ingest.email_data import (
     ADDRESS_PART_MAX_BYTES,
     HEADER_VALUE_MAX_BYTES,
     MessageMeta,
@@ -18,9 +19,8 @@ from email_service.email_data import (
     iso_utc,
     sha256_hex,
 )
-from email_service.errors import NoUsableSender
-from email_service.limits import IngressLimits
-from email_service.parsing import parse_message
+from email_service.ingest.limits import IngressLimits
+from email_service.ingest.parsing import parse_message
 from tests.helpers import TENANT_A
 
 META = MessageMeta(

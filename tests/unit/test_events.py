@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from email_service.events import (
+from email_service.model import FolderKey
+from email_service.publish.events import (
     MAX_DEAD_LETTER_RAW_BYTES,
     MAX_DETAIL_CHARS,
     DeadLetter,
@@ -16,7 +17,6 @@ from email_service.events import (
     event_id_for,
     is_our_dead_letter,
 )
-from email_service.model import FolderKey
 from tests.helpers import CONSUMER_DEAD_LETTER, TENANT_A, TENANT_B
 
 KEY = FolderKey(TENANT_A, "prov-1", "INBOX")

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from email_service.fair_share import (
+from email_service.worker.fair_share import (
     ShareDecision,
     lease_must_be_dropped,
     pick_to_release,

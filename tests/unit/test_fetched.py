@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from imapclient.response_parser import parse_fetch_response
 
-from email_service.fetched import (
+from email_service.imap.fetched import (
     FetchedMessage,
     MimePart,
     headers_from_response,

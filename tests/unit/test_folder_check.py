@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from email_service.folder_check import (
+from email_service.sync.folder_check import (
     Signals,
     Untagged,
     check_search,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from email_service.api.openapi import API_PREFIX
-from email_service.inline_content import (
+from email_service.ingest.inline_content import (
     ALL,
     API_PATH_PREFIX,
     ATTACHMENTS,
@@ -22,7 +22,7 @@ from email_service.inline_content import (
     content_location,
     plan_inline,
 )
-from email_service.limits import IngressLimits
+from email_service.ingest.limits import IngressLimits
 
 LIMITS = IngressLimits(max_event_bytes=10_000, max_raw_mime_bytes=5_000)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from email_service.errors import EventTooLarge
-from email_service.limits import (
+from email_service.ingest.limits import (
     FETCH_BATCH_MAX_BYTES,
     HEADERS,
     MAX_SKIP_REASONS,

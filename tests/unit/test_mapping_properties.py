@@ -19,14 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from email_service.contract.check import check_entry
-from email_service.email_data import MessageMeta, build_email_data, sha256_hex
 from email_service.errors import MessageUnparseable
-from email_service.fetched import FetchedHeaders, FetchedMessage, structure_from_response
-from email_service.ingest import IngestTarget, build_entry
-from email_service.limits import IngressLimits, entry_bytes
-from email_service.mime_structure import parse_without_body, plan_body_sections
+from email_service.imap.fetched import FetchedHeaders, FetchedMessage, structure_from_response
+from email_service.ingest.email_data import MessageMeta, build_email_data, sha256_hex
+from email_service.ingest.entry import IngestTarget, build_entry
+from email_service.ingest.limits import IngressLimits, entry_bytes
+from email_service.ingest.mime_structure import parse_without_body, plan_body_sections
+from email_service.ingest.parsing import parse_message
 from email_service.model import FolderKey
-from email_service.parsing import parse_message
 from tests.corpus import CORPUS_DIR
 from tests.helpers import RANDOM_UUID, TENANT_A
 

@@ -6,10 +6,10 @@ import base64
 
 import pytest
 
-from email_service.charsets import CharsetIssue
 from email_service.errors import MessageUnparseable
-from email_service.fetched import FetchedHeaders, MimePart
-from email_service.mime_structure import (
+from email_service.imap.fetched import FetchedHeaders, MimePart
+from email_service.ingest.charsets import CharsetIssue
+from email_service.ingest.mime_structure import (
     MAX_BODY_SECTIONS,
     BodySection,
     attachments_from_structure,
@@ -17,7 +17,7 @@ from email_service.mime_structure import (
     parse_without_body,
     plan_body_sections,
 )
-from email_service.parsing import AttachmentInfo, Mailbox
+from email_service.ingest.parsing import AttachmentInfo, Mailbox
 
 TEXT = MimePart("1.1", "text/plain", (("charset", "iso-8859-1"),), None, "base64", 80_000)
 HTML = MimePart("1.2", "text/html", (("charset", "utf-8"),), None, "quoted-printable", 900)

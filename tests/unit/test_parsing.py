@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from email_service.charsets import CharsetIssue
 from email_service.errors import MessageUnparseable
-from email_service.mime_structure import decode_transfer
-from email_service.parsing import (
+from email_service.ingest.charsets import CharsetIssue
+from email_service.ingest.mime_structure import decode_transfer
+from email_service.ingest.parsing import (
     AttachmentInfo,
     Mailbox,
     ParsedMessage,

@@ -1,7 +1,7 @@
 import pytest
 
 from email_service.errors import InvalidSettings, SecretUndecryptable
-from email_service.secretbox import SecretBox, generate_key
+from email_service.security.secretbox import SecretBox, generate_key
 
 
 def test_round_trip_and_ciphertext_hides_plaintext() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from email_service.slots import ConnectionSlots
+from email_service.sync.slots import ConnectionSlots
 
 
 def test_slots_are_taken_up_to_the_size_and_a_stop_ends_the_wait() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from email_service.ssrf import AddressKind, classify_address, decide_host, decide_token_url
+from email_service.security.ssrf import AddressKind, classify_address, decide_host, decide_token_url
 
 CASES = [
     ("93.184.216.34", AddressKind.PUBLIC),

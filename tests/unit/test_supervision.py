@@ -2,9 +2,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from email_service.budget import ConnectionPlan
 from email_service.model import ImapEndpoint, ProviderConfig, Security
-from email_service.supervision import POLLER, plan_listeners, plan_specs, stagger_delay_s
+from email_service.sync.budget import ConnectionPlan
+from email_service.worker.supervision import POLLER, plan_listeners, plan_specs, stagger_delay_s
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = datetime(2026, 1, 2, tzinfo=UTC)

@@ -1,7 +1,7 @@
 import pytest
 
 from email_service.model import FolderCursor
-from email_service.sync_plan import CatchUp, Rebaseline, plan_baseline, plan_sync, split_batches
+from email_service.sync.plan import CatchUp, Rebaseline, plan_baseline, plan_sync, split_batches
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""The HTTP server of both roles and its health endpoints."""

@@ -1,0 +1,1 @@
+"""The mail server: one IMAP connection and what its commands return."""

@@ -1,0 +1,1 @@
+"""Onto the Redis stream exactly once per UID; dead letters."""

@@ -1,0 +1,1 @@
+"""Connections to tenants' servers (SSRF guard) and secrets at rest."""

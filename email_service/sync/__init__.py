@@ -1,0 +1,1 @@
+"""Following folders: connections, IDLE and polling, what to fetch next, cursors."""

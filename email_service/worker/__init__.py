@@ -1,0 +1,1 @@
+"""The worker process: leases, fair share, which listeners run."""
