@@ -15,12 +15,16 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 from email_service.devserver.dovecot import DovecotServer
+from email_service.model import ImapEndpoint, NewProvider, Security
 from tests.conftest import MailUser
-from tests.helpers import TENANT_A
+from tests.helpers import TENANT_A, add_provider, unique
 
 #: The API's JWT secret in the e2e settings.
 JWT_SECRET = "e2e-secret-for-api-tokens-0123456789abcdef"
@@ -171,3 +175,47 @@ def add_dovecot_provider(environ: dict[str, str], dovecot: DovecotServer, user: 
         password=user.password,
         ca_file=dovecot.ca_file,
     )
+
+
+#: providers and tenants of a fleet test: enough for even shares among three workers
+FLEET_PROVIDERS = 60
+FLEET_TENANTS = 5
+
+
+def add_providers(
+    engine: Engine,
+    environ: dict[str, str],
+    dovecot: DovecotServer,
+    tenants: list[str] | None = None,
+    count: int = FLEET_PROVIDERS,
+    tenant: str | None = None,
+) -> list[str]:
+    """``count`` providers on Dovecot users of their own, spread over ``tenants`` (``FLEET_TENANTS``
+    by default) or all of the one ``tenant``; returns the users."""
+    tenants = (
+        [tenant]
+        if tenant
+        else tenants
+        or [str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n}")) for n in range(FLEET_TENANTS)]
+    )
+    users = []
+    for n in range(count):
+        user, password = unique("user"), unique("pw")
+        dovecot.add_user(user, password)
+        tenant_id = tenants[n % len(tenants)]
+        add_provider(
+            engine,
+            environ["EMAIL_SERVICE_SECRET_KEYS"],
+            NewProvider(
+                tenant=tenant_id,
+                name=f"mailbox {n}",
+                mailbox=f"{user}@localhost",
+                username=user,
+                endpoint=ImapEndpoint(
+                    "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
+                ),
+            ),
+            password=password,
+        )
+        users.append(user)
+    return users

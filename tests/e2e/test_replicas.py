@@ -4,7 +4,6 @@ PostgreSQL, Redis): exactly one holder per provider, even shares, failover after
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +13,12 @@ import redis
 from sqlalchemy import Engine, text
 
 from email_service.devserver.dovecot import DovecotServer
-from email_service.model import ImapEndpoint, NewProvider, Security
-from tests.e2e.processes import WorkerProcess
-from tests.helpers import add_provider, make_message, stream_events, unique, wait_for
+from tests.e2e.processes import FLEET_PROVIDERS, WorkerProcess, add_providers
+from tests.helpers import make_message, stream_events, wait_for
 
 pytestmark = pytest.mark.e2e
 
-PROVIDERS = 60
-TENANTS = 5
+PROVIDERS = FLEET_PROVIDERS
 LEASE_TTL_MS = 3000
 REFRESH_MS = 500
 
@@ -33,44 +30,6 @@ def fleet(environ: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerProces
     for worker in workers:
         if worker.process.poll() is None:
             worker.kill()
-
-
-def add_providers(
-    engine: Engine,
-    environ: dict[str, str],
-    dovecot: DovecotServer,
-    tenants: list[str] | None = None,
-    count: int = PROVIDERS,
-    tenant: str | None = None,
-) -> list[str]:
-    """``count`` providers on Dovecot users of their own, spread over ``tenants`` (or of
-    the one ``tenant``)."""
-    tenants = (
-        [tenant]
-        if tenant
-        else tenants or [str(uuid.uuid5(uuid.NAMESPACE_URL, f"tenant-{n}")) for n in range(TENANTS)]
-    )
-    users = []
-    for n in range(count):
-        user, password = unique("user"), unique("pw")
-        dovecot.add_user(user, password)
-        tenant_id = tenants[n % len(tenants)]
-        add_provider(
-            engine,
-            environ["EMAIL_SERVICE_SECRET_KEYS"],
-            NewProvider(
-                tenant=tenant_id,
-                name=f"mailbox {n}",
-                mailbox=f"{user}@localhost",
-                username=user,
-                endpoint=ImapEndpoint(
-                    "localhost", dovecot.imaps_port, Security.TLS, tls_ca_file=str(dovecot.ca_file)
-                ),
-            ),
-            password=password,
-        )
-        users.append(user)
-    return users
 
 
 def holders(engine: Engine) -> dict[str, str | None]:

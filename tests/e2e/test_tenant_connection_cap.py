@@ -13,8 +13,7 @@ from sqlalchemy import Engine, text
 
 from email_service.devserver.dovecot import DovecotServer
 from email_service.store.connection_records import ConnectionRecordStore
-from tests.e2e.processes import WorkerProcess
-from tests.e2e.test_replicas import add_providers
+from tests.e2e.processes import WorkerProcess, add_providers
 from tests.helpers import count_connections_to, make_message, wait_for, wait_for_stream_entries
 
 pytestmark = pytest.mark.e2e

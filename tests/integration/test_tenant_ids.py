@@ -17,7 +17,7 @@ from email_service.settings import Settings
 from email_service.store.engine import transaction
 from email_service.store.schema import email_providers, email_secrets, imap_email_provider_config
 from tests.conftest import MailUser
-from tests.e2e.test_worker_process import cli
+from tests.e2e.processes import cli
 from tests.helpers import make_message, stream_events, wait_for, wait_for_stream_entries
 from tests.integration.service import InProcessWorker
 
