@@ -313,7 +313,10 @@ class WorkerProcess:
 
 
 def worker_env(database_url: str, key: str, stream: str, **extra: str) -> dict[str, str]:
+    """A worker's environment; its mail servers are the bench's own, on localhost, which
+    the SSRF guard refuses unless private hosts are allowed."""
     return {
+        "IMAP_ALLOW_PRIVATE_HOSTS": "true",
         "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
         "EMAIL_SERVICE_SECRET_KEYS": key,

@@ -204,7 +204,6 @@ def measure_drain(
     env = {
         **_single_node(workdir, stream),
         "IMAP_INLINE_CONTENT": inline_content,
-        "IMAP_ALLOW_PRIVATE_HOSTS": "true",  # the bench server listens on localhost
     }
     server = start_server(server_kind, workdir, [("svc", PASSWORD)])
     worker = None
