@@ -603,6 +603,14 @@ VARIABLES: tuple[Variable, ...] = (
         "make per minute on one API process (bursts up to the same number)",
     ),
     Variable(
+        "EMAIL_SERVICE_API_CONTENT_FETCHES_PER_MINUTE",
+        "api_content_fetches_per_minute",
+        _parse_int(1),
+        60,
+        "message and part downloads (GET .../messages/...) one tenant may start per minute on "
+        "one API process (bursts up to the same number)",
+    ),
+    Variable(
         "EMAIL_SERVICE_API_IMAP_TIMEOUT_MS",
         "api_imap_timeout_ms",
         _parse_int(1000),
@@ -772,6 +780,7 @@ class Settings:
     api_cors_origins: tuple[str, ...]
     api_max_body_bytes: int
     api_imap_calls_per_minute: int
+    api_content_fetches_per_minute: int
     api_imap_timeout_ms: int
     allow_private_hosts: bool
     parse_processes: int

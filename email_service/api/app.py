@@ -21,11 +21,12 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from email_service import logs
-from email_service.api import cors, oauth_connect, providers
+from email_service.api import content, cors, oauth_connect, providers
 from email_service.api.auth import TENANT_HEADER
 from email_service.api.openapi import API_PREFIX, OPENAPI_PATH, build_document
 from email_service.api.parts import CALLER_KEY, PARTS, ApiParts, parts_of
@@ -41,6 +42,10 @@ from email_service.http.health import add_health_routes
 
 logger = logging.getLogger(__name__)
 
+#: Where the request's id is kept on the request.
+REQUEST_ID_KEY: Any = (
+    web.RequestKey("request_id", str) if hasattr(web, "RequestKey") else "email_service.request_id"
+)
 #: Seconds a client is asked to wait when the database is unavailable.
 UNAVAILABLE_RETRY_AFTER_S = 5
 
@@ -54,6 +59,7 @@ def build_app(parts: ApiParts) -> web.Application:
         client_max_size=parts.settings.api_max_body_bytes,
     )
     app[PARTS] = parts
+    app.on_response_prepare.append(_add_response_headers)
     document = build_document()
 
     async def openapi(_request: web.Request) -> web.Response:
@@ -61,6 +67,7 @@ def build_app(parts: ApiParts) -> web.Application:
 
     app.router.add_get(OPENAPI_PATH, openapi)
     providers.add_routes(app, API_PREFIX)
+    content.add_routes(app, API_PREFIX)
     oauth_connect.add_routes(app)
     add_health_routes(
         app, engine=parts.engine, redis_client=parts.redis_client, metrics=parts.metrics
@@ -117,6 +124,7 @@ async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse
     parts = parts_of(request)
     started = time.monotonic()
     request_id = uuid.uuid4().hex[:16]
+    request[REQUEST_ID_KEY] = request_id
     logs.bind_context(request=request_id)
     origin = request.headers.get("Origin")
     allowed = parts.settings.api_cors_origins
@@ -142,8 +150,6 @@ async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse
             elif problem.status >= 500:
                 logger.warning("request failed: %s", problem)
             response = _error_response(problem)
-        response.headers.update(cors.cors_headers(origin, allowed))
-    response.headers["X-Request-Id"] = request_id
     route = _route_name(request)
     parts.metrics.add(
         "email_service_api_requests_total",
@@ -193,6 +199,16 @@ async def _checked(request: web.Request, handler: Handler, parts: ApiParts) -> w
             f"the request body is larger than {parts.settings.api_max_body_bytes} bytes",
         )
     return await handler(request)
+
+
+async def _add_response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``X-Request-Id`` and CORS headers on every answer, right before its headers are sent
+    (a streamed download sends them long before its handler returns)."""
+    if REQUEST_ID_KEY in request:
+        response.headers["X-Request-Id"] = request[REQUEST_ID_KEY]
+    if not (request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers):
+        allowed = parts_of(request).settings.api_cors_origins
+        response.headers.update(cors.cors_headers(request.headers.get("Origin"), allowed))
 
 
 @web.middleware

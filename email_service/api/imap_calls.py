@@ -75,7 +75,7 @@ async def resolve_addresses(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-class _SessionHolder:
+class SessionHolder:
     """Lets the event loop cut a connection that a pool thread is blocked on."""
 
     def __init__(self) -> None:
@@ -173,13 +173,13 @@ class ImapCalls:
         tenant's calls are all running), 502 (failed), 504 (slow)."""
         with self._slot(provider.tenant) as slot:
             deadline = _Deadline(time.monotonic() + self.timeout_s)
-            await self._require_allowed_host(provider, deadline)
+            await self.require_allowed_host(provider, deadline.remaining_s())
             try:
                 return await self._run(
                     slot, deadline, lambda holder: self._list(provider, login, holder)
                 )
             except TimeoutError:
-                raise self._timeout() from None
+                raise self.timeout_problem() from None
             except EmailServiceError as exc:
                 raise ApiProblem(502, "imap_failed", str(exc)) from None
 
@@ -207,18 +207,6 @@ class ImapCalls:
         return LiveCheck(now, statuses, None)
 
     # -- helpers ----------------------------------------------------------------------------
-
-    async def _require_allowed_host(self, provider: ProviderConfig, deadline: _Deadline) -> None:
-        refusal = await self.refusal_for_host(
-            provider.endpoint.host, provider.endpoint.port, deadline.remaining_s()
-        )
-        if refusal is not None:
-            raise ApiProblem(422, "host_refused", f"the provider's host {refusal}; change the host")
-
-    def _timeout(self) -> ApiProblem:
-        return ApiProblem(
-            504, "imap_timeout", f"the mail server did not answer within {self.timeout_s:g} s"
-        )
 
     @contextmanager
     def _slot(self, tenant: str) -> Iterator[_Slot]:
@@ -250,10 +238,8 @@ class ImapCalls:
         else:
             self._running.pop(tenant, None)
 
-    async def _run(
-        self, slot: _Slot, deadline: _Deadline, work: Callable[[_SessionHolder], T]
-    ) -> T:
-        holder = _SessionHolder()
+    async def _run(self, slot: _Slot, deadline: _Deadline, work: Callable[[SessionHolder], T]) -> T:
+        holder = SessionHolder()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, work, holder)
         slot.hold_until(future)
@@ -262,6 +248,31 @@ class ImapCalls:
         except TimeoutError:
             holder.cancel()
             raise
+
+    async def run_on_pool(
+        self, holder: SessionHolder, work: Callable[[], T], timeout_s: float
+    ) -> T:
+        """``work`` on a pool thread within ``timeout_s``; past it, ``holder``'s session is
+        cut (the thread ends at once) and ``TimeoutError`` raised."""
+        future = asyncio.get_running_loop().run_in_executor(self._pool, work)
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            holder.cancel()
+            raise
+
+    async def require_allowed_host(self, provider: ProviderConfig, timeout_s: float) -> None:
+        """``ApiProblem`` 422 when the provider's host may not be used now."""
+        refusal = await self.refusal_for_host(
+            provider.endpoint.host, provider.endpoint.port, timeout_s
+        )
+        if refusal is not None:
+            raise ApiProblem(422, "host_refused", f"the provider's host {refusal}; change the host")
+
+    def timeout_problem(self) -> ApiProblem:
+        return ApiProblem(
+            504, "imap_timeout", f"the mail server did not answer within {self.timeout_s:g} s"
+        )
 
     def _options(self, provider: ProviderConfig) -> ConnectOptions:
         timeout_ms = provider.endpoint.timeout_ms or self._settings.connection_timeout_ms
@@ -276,16 +287,19 @@ class ImapCalls:
             allow_private_hosts=self._settings.allow_private_hosts,
         )
 
-    def _open(self, provider: ProviderConfig, login: Login, holder: _SessionHolder) -> ImapSession:
+    def open_session(
+        self, provider: ProviderConfig, login: Login, holder: SessionHolder
+    ) -> ImapSession:
+        """Connect and log in (blocking: on a pool thread), attached to ``holder``."""
         session = ImapSession.open(provider.endpoint, login, self._options(provider))
         holder.attach(session)
         return session
 
     def _probe(
-        self, provider: ProviderConfig, login: Login, holder: _SessionHolder, started: float
+        self, provider: ProviderConfig, login: Login, holder: SessionHolder, started: float
     ) -> ProbeOutcome:
         try:
-            session = self._open(provider, login, holder)
+            session = self.open_session(provider, login, holder)
         except EmailServiceError as exc:
             return ProbeOutcome(
                 False, failure_stage(exc), str(exc), (), (), (), _elapsed_ms(started)
@@ -296,7 +310,7 @@ class ImapCalls:
             names = tuple(folder.name for folder in listing.folders)
             missing = missing_folders(provider.folders, names)
             if listing.truncated and missing:  # the configured ones may be past the bound
-                session = self._open(provider, login, holder)
+                session = self.open_session(provider, login, holder)
                 missing = tuple(f for f in missing if not _exists(session, f))
         except EmailServiceError as exc:
             return ProbeOutcome(
@@ -318,9 +332,9 @@ class ImapCalls:
         )
 
     def _list(
-        self, provider: ProviderConfig, login: Login, holder: _SessionHolder
+        self, provider: ProviderConfig, login: Login, holder: SessionHolder
     ) -> FolderListings:
-        session = self._open(provider, login, holder)
+        session = self.open_session(provider, login, holder)
         try:
             listing = _bounded_list(session)
         finally:
@@ -332,9 +346,9 @@ class ImapCalls:
         )
 
     def _statuses(
-        self, provider: ProviderConfig, login: Login, holder: _SessionHolder
+        self, provider: ProviderConfig, login: Login, holder: SessionHolder
     ) -> dict[str, ServerFolderStatus]:
-        session = self._open(provider, login, holder)
+        session = self.open_session(provider, login, holder)
         found = {}
         try:
             for folder in rank_folders(provider.folders):

@@ -580,6 +580,80 @@ def _with_links(response: dict[str, Any], links: dict[str, Any]) -> dict[str, An
     return {**response, "links": links}
 
 
+#: ``message_parts.PART_ID`` as a JSON Schema pattern.
+_PART_ID_PATTERN = r"^[1-9][0-9]{0,5}(\.[1-9][0-9]{0,5}){0,31}$"
+_DOWNLOAD_HEADERS = {
+    "Content-Disposition": {
+        "schema": {"type": "string"},
+        "required": True,
+        "description": "always `attachment`, with the file name",
+    },
+}
+
+
+def _download_paths(one: str) -> dict[str, Any]:
+    """The content downloads (``api.content``): a message's bytes, or one decoded part."""
+    message = one + "/messages/{folder}/{uidValidity}/{uid}"
+    number = {"type": "integer", "minimum": 1, "maximum": 2**32 - 1}
+    parameters = [
+        _PROVIDER_ID,
+        {
+            "name": "folder",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1},
+            "description": "a folder the provider follows (an event's `imap.folder`), "
+            "percent-encoded as one path segment",
+        },
+        {"name": "uidValidity", "in": "path", "required": True, "schema": number},
+        {"name": "uid", "in": "path", "required": True, "schema": number},
+    ]
+    gone = (
+        "no such provider for this tenant, or the folder (`folder_not_configured`, "
+        "`folder_not_found`), UIDVALIDITY (`uidvalidity_changed`), message "
+        "(`message_not_found`) or part (`part_not_found`) is not there any more"
+    )
+    errors = {**_errors(409, 429, 502, 504), "404": _json("ErrorBody", gone)}
+
+    def download(media: str, what: str) -> dict[str, Any]:
+        return {
+            "description": what,
+            "headers": _DOWNLOAD_HEADERS,
+            "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+        }
+
+    raw = download("message/rfc822", "the message as the mail server stores it")
+    part = download("*/*", "the part, its transfer encoding undone, with its own type")
+    return {
+        message + "/raw": {
+            "get": _operation(
+                "getMessageRaw",
+                "A message's original bytes, streamed from the mailbox (never marks it seen)",
+                {"200": raw, **errors},
+                parameters=parameters,
+            )
+        },
+        message + "/parts/{partId}": {
+            "get": _operation(
+                "getMessagePart",
+                "One part of a message (an attachment), decoded, streamed from the mailbox",
+                {"200": part, **errors},
+                parameters=[
+                    *parameters,
+                    {
+                        "name": "partId",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": _PART_ID_PATTERN},
+                        "description": "an IMAP part number: an event's `attachments[].id` or "
+                        "`ingressSkipReasons[].attachmentId`",
+                    },
+                ],
+            )
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     base = f"{API_PREFIX}/providers"
     one = base + "/{providerId}"
@@ -674,6 +748,7 @@ def _paths() -> dict[str, Any]:
                 parameters=[_PROVIDER_ID],
             )
         },
+        **_download_paths(one),
         one + "/status": {
             "get": _operation(
                 "getProviderStatus",

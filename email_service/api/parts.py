@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from email_service.api.auth import Caller, TokenVerifier
+from email_service.api.content_streams import ContentStreams
 from email_service.api.imap_calls import ImapCalls, Resolver, resolve_addresses
 from email_service.api.ratelimit import RateLimiter
 from email_service.imap.logins import LoginSource
@@ -16,6 +17,7 @@ from email_service.metrics import Metrics
 from email_service.publish.publisher import connect_redis
 from email_service.security.secretbox import SecretBox
 from email_service.settings import Settings
+from email_service.store.connection_records import ConnectionRecordStore
 from email_service.store.engine import make_engine
 from email_service.store.oauth_grants import OAuthGrantStore
 from email_service.store.providers import ProviderStore
@@ -39,6 +41,9 @@ class ApiParts:
     verifier: TokenVerifier
     imap: ImapCalls
     limiter: RateLimiter
+    #: Message and part downloads: their own rate limit, admission and streaming.
+    download_limiter: RateLimiter
+    content: ContentStreams
     #: Seals what the API keeps outside the database (the OAuth connect flow in Redis).
     box: SecretBox
     #: Logins for the calls that reach a mail server (passwords, OAuth access tokens).
@@ -60,6 +65,7 @@ class ApiParts:
             owner=f"api-{settings.worker_id}",
             metrics=metrics,
         )
+        imap = ImapCalls(settings, resolver)
         return cls(
             settings=settings,
             engine=engine,
@@ -68,11 +74,16 @@ class ApiParts:
             redis_client=redis_client,
             metrics=metrics,
             verifier=verifier,
-            imap=ImapCalls(settings, resolver),
+            imap=imap,
             limiter=RateLimiter(
                 capacity=settings.api_imap_calls_per_minute,
                 per_minute=settings.api_imap_calls_per_minute,
             ),
+            download_limiter=RateLimiter(
+                capacity=settings.api_content_fetches_per_minute,
+                per_minute=settings.api_content_fetches_per_minute,
+            ),
+            content=ContentStreams(imap, ConnectionRecordStore(engine), settings),
             box=box,
             logins=LoginSource(settings, secrets, tokens),
         )

@@ -156,8 +156,8 @@ async def delete_provider(request: web.Request) -> web.Response:
 
 
 async def check_connection(request: web.Request) -> web.Response:
-    provider = await _load_provider(request)
-    login = await _admit_imap_call(request, provider, "test")
+    provider = await load_provider(request)
+    login = await admit_imap_call(request, provider, "test")
     if login is None:
         outcome = ProbeOutcome(
             ok=False,
@@ -170,13 +170,13 @@ async def check_connection(request: web.Request) -> web.Response:
         )
     else:
         outcome = await _counted(request, "test", parts_of(request).imap.probe(provider, login))
-    _count_imap_call(request, "test", "ok" if outcome.ok else "failed")
+    count_imap_call(request, "test", "ok" if outcome.ok else "failed")
     return web.json_response(probe_view(outcome))
 
 
 async def list_folders(request: web.Request) -> web.Response:
-    provider = await _load_provider(request)
-    login = await _admit_imap_call(request, provider, "folders")
+    provider = await load_provider(request)
+    login = await admit_imap_call(request, provider, "folders")
     if login is None:
         raise ApiProblem(
             409,
@@ -185,7 +185,7 @@ async def list_folders(request: web.Request) -> web.Response:
         )
     imap = parts_of(request).imap
     listing = await _counted(request, "folders", imap.list_folders(provider, login))
-    _count_imap_call(request, "folders", "ok")
+    count_imap_call(request, "folders", "ok")
     return web.json_response(
         {
             "providerId": provider.id,
@@ -200,7 +200,7 @@ async def _counted(request: web.Request, kind: str, call: Awaitable[T]) -> T:
     try:
         return await call
     except ApiProblem as problem:
-        _count_imap_call(request, kind, "rate_limited" if problem.status == 429 else "failed")
+        count_imap_call(request, kind, "rate_limited" if problem.status == 429 else "failed")
         raise
 
 
@@ -219,7 +219,7 @@ async def provider_status(request: web.Request) -> web.Response:
     live_check = None
     if live:
         provider = status.record.config
-        login = await _admit_imap_call(request, provider, "status")
+        login = await admit_imap_call(request, provider, "status")
         if login is None:
             raise ApiProblem(
                 409,
@@ -227,7 +227,7 @@ async def provider_status(request: web.Request) -> web.Response:
                 MISSING_CREDENTIALS_MESSAGE,
             )
         live_check = await _counted(request, "status", parts.imap.check_folders(provider, login))
-        _count_imap_call(request, "status", "failed" if live_check.error else "ok")
+        count_imap_call(request, "status", "failed" if live_check.error else "ok")
     body = status_view(
         status,
         plan=plans.get(provider_id),
@@ -243,7 +243,7 @@ async def provider_status(request: web.Request) -> web.Response:
 
 async def resync_provider(request: web.Request) -> web.Response:
     tenant = caller_of(request).tenant
-    provider = await _load_provider(request)
+    provider = await load_provider(request)
     configured = rank_folders(provider.folders)
     body = await read_json(request, optional=True)
     folders = validate_resync(body, configured)
@@ -252,7 +252,7 @@ async def resync_provider(request: web.Request) -> web.Response:
 
 
 async def reconnect_provider(request: web.Request) -> web.Response:
-    provider = await _load_provider(request)
+    provider = await load_provider(request)
     await read_json(request, optional=True, empty_only=True)
     await asyncio.to_thread(parts_of(request).providers.touch, provider)
     return _accepted(request, provider.id, "reconnect", rank_folders(provider.folders))
@@ -307,28 +307,37 @@ def _provider_id(request: web.Request) -> str:
     return provider_id
 
 
-async def _load_provider(request: web.Request) -> ProviderConfig:
+async def load_provider(request: web.Request) -> ProviderConfig:
     parts, tenant = parts_of(request), caller_of(request).tenant
     return await asyncio.to_thread(parts.providers.find_provider, _provider_id(request), tenant)
 
 
-async def _admit_imap_call(
-    request: web.Request, provider: ProviderConfig, kind: str
+async def admit_imap_call(
+    request: web.Request, provider: ProviderConfig, kind: str, *, download: bool = False
 ) -> Login | None:
     """Take a rate-limit token for an IMAP call, then the login (None: no readable password).
 
+    Downloads (``download``) have a bucket of their own
+    (``EMAIL_SERVICE_API_CONTENT_FETCHES_PER_MINUTE``), so fetching a ticket's attachments
+    does not use up the tenant's tests and folder listings.
     An OAuth provider's login is its access token, refreshed if due (the same single-flight
     refresh as the worker's); a provider that needs re-authorisation answers 409.
     """
     parts, tenant = parts_of(request), caller_of(request).tenant
-    wait_s = parts.limiter.try_acquire(tenant, time.monotonic())
+    limiter = parts.download_limiter if download else parts.limiter
+    wait_s = limiter.try_acquire(tenant, time.monotonic())
     if wait_s is not None:
-        _count_imap_call(request, kind, "rate_limited")
+        count_imap_call(request, kind, "rate_limited")
+        per_minute = (
+            parts.settings.api_content_fetches_per_minute
+            if download
+            else parts.settings.api_imap_calls_per_minute
+        )
+        what = "downloads" if download else "calls that open mail server connections"
         raise ApiProblem(
             429,
             "rate_limited",
-            f"too many calls that open mail server connections; at most "
-            f"{parts.settings.api_imap_calls_per_minute} per minute",
+            f"too many {what}; at most {per_minute} per minute",
             headers={"Retry-After": retry_after_header(wait_s)},
         )
     try:
@@ -366,7 +375,7 @@ async def _require_usable_url(request: web.Request, name: str, url: str) -> None
         raise invalid_fields([FieldProblem(name, refusal)])
 
 
-def _count_imap_call(request: web.Request, kind: str, outcome: str) -> None:
+def count_imap_call(request: web.Request, kind: str, outcome: str) -> None:
     parts_of(request).metrics.add("email_service_api_imap_calls_total", kind=kind, outcome=outcome)
 
 

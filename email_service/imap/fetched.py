@@ -137,6 +137,32 @@ def sizes_from_response(response: Mapping[int, Mapping[bytes, Any]]) -> dict[int
     return sizes
 
 
+@dataclass(frozen=True, slots=True)
+class MessageLayout:
+    """A message's RFC822.SIZE and BODYSTRUCTURE (None when the server gave none)."""
+
+    size: int | None
+    structure: MimePart | None
+
+
+def layout_from_response(data: Mapping[bytes, Any]) -> MessageLayout:
+    structure = data.get(b"BODYSTRUCTURE")
+    return MessageLayout(
+        size=_int(data.get(b"RFC822.SIZE")),
+        structure=structure_from_response(structure) if structure else None,
+    )
+
+
+def chunk_from_response(data: Mapping[bytes, Any], section: str, offset: int) -> bytes:
+    """The octets of a ``BODY.PEEK[<section>]<offset.n>`` answer: empty past the end (the
+    server answers an empty string or NIL there); a server that ignored the range and sent
+    the whole section gives it whole (only at offset 0, else nothing more)."""
+    value = data.get(f"BODY[{section}]<{offset}>".encode("ascii"))
+    if value is None and offset == 0:
+        value = data.get(f"BODY[{section}]".encode("ascii"))
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else b""
+
+
 def section_key(section: str) -> bytes:
     """The response key of ``BODY.PEEK[<section>]<0.n>``."""
     return f"BODY[{section}]<0>".encode("ascii")

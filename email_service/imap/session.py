@@ -18,6 +18,7 @@ quotes both strings (``LOGIN "user" "pass"``); credentials beyond printable ASCI
 from __future__ import annotations
 
 import functools
+import imaplib
 import logging
 import re
 import socket
@@ -49,7 +50,10 @@ from email_service.errors import (
 from email_service.imap.fetched import (
     FetchedHeaders,
     FetchedMessage,
+    MessageLayout,
+    chunk_from_response,
     headers_from_response,
+    layout_from_response,
     message_from_response,
     section_key,
     sizes_from_response,
@@ -514,6 +518,23 @@ class ImapSession:
                 found[name] = bytes(value)
         return found
 
+    def fetch_structure(self, uid: int) -> MessageLayout | None:
+        """RFC822.SIZE and BODYSTRUCTURE of one message; None when it is gone."""
+        data = self._fetch([uid], [b"RFC822.SIZE", b"BODYSTRUCTURE"]).get(uid)
+        return None if data is None else layout_from_response(data)
+
+    def fetch_chunk(self, uid: int, section: str, offset: int, length: int) -> bytes | None:
+        """``length`` octets of body ``section`` ("" the whole message) from ``offset``, by
+        ``BODY.PEEK`` (never sets \\Seen); fewer at the end; None when the message is gone."""
+        item = f"BODY.PEEK[{section}]<{offset}.{length}>".encode("ascii")
+        data = self._fetch([uid], [item]).get(uid)
+        return None if data is None else chunk_from_response(data, section, offset)
+
+    def cap_literals(self, max_bytes: int) -> None:
+        """From now on, refuse (and cut the connection at) any literal the server announces
+        above ``max_bytes``, before reading it: an answer cannot be larger than was asked."""
+        self._client._imap.max_literal_bytes = max_bytes
+
     def noop(self) -> None:
         _call("NOOP", self._client.noop)
 
@@ -644,7 +665,23 @@ class _GuardedClient(imapclient.IMAPClient):  # type: ignore[misc]
         return _GuardedPlain(self._guard, self.host, self.port, timeout)
 
 
-class _GuardedPlain(imap4.IMAP4WithTimeout):  # type: ignore[misc]
+class _LiteralCap:
+    """imaplib reads each literal whole (``read(size)``): this refuses one announced above
+    ``max_literal_bytes`` before reading a byte of it (None: no cap)."""
+
+    max_literal_bytes: int | None = None
+
+    def read(self, size: int) -> bytes:
+        cap = self.max_literal_bytes
+        if cap is not None and size > cap:
+            raise imaplib.IMAP4.abort(
+                f"the server announced {size} bytes where at most {cap} were asked for"
+            )
+        data: bytes = super().read(size)  # type: ignore[misc]
+        return data
+
+
+class _GuardedPlain(_LiteralCap, imap4.IMAP4WithTimeout):  # type: ignore[misc]
     def __init__(self, guard: HostGuard, host: str, port: int, timeout: float | None) -> None:
         self._guard = guard
         super().__init__(host, port, timeout)
@@ -653,7 +690,7 @@ class _GuardedPlain(imap4.IMAP4WithTimeout):  # type: ignore[misc]
         return self._guard.connect(self.host, self.port, timeout or self._timeout)
 
 
-class _GuardedTls(tls.IMAP4_TLS):  # type: ignore[misc]
+class _GuardedTls(_LiteralCap, tls.IMAP4_TLS):  # type: ignore[misc]
     def __init__(
         self,
         guard: HostGuard,

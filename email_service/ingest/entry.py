@@ -36,12 +36,12 @@ from email_service.ingest.limits import IngressLimits, entry_bytes, fit_event, r
 from email_service.ingest.mime_structure import (
     BodySection,
     attachments_from_structure,
-    decode_transfer,
     iter_leaves,
     parse_without_body,
     plan_body_sections,
 )
 from email_service.ingest.parsing import ParsedMessage, parse_message, part_contents
+from email_service.ingest.transfer import decode_transfer
 from email_service.model import FolderKey
 from email_service.publish.events import (
     CONTRACT_VIOLATION,

@@ -14,10 +14,7 @@ characters, less CRLF every 78 characters, as encoders wrap).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import quopri
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ from email_service.ingest.parsing import (
     filename_from_params,
     parse_message,
 )
+from email_service.ingest.transfer import decode_transfer
 
 #: Body parts fetched on their own per message, at most: each is one more item in the same
 #: FETCH command, and the text they give is capped anyway.
@@ -47,7 +45,6 @@ _PLAIN_OCTETS_PER_OCTET = 2.0
 
 
 _LINE_BREAKS = re.compile(r"\r\n?")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,23 +164,6 @@ def parse_without_body(fetched: FetchedHeaders, sections: list[BodySection]) -> 
         attachments=attachments_from_structure(structure) if structure else (),
         charset_issues=issues,
     )
-
-
-def decode_transfer(octets: bytes, encoding: str) -> bytes:
-    """Undo a Content-Transfer-Encoding, forgivingly: junk in base64 is skipped and a cut-off
-    final group dropped (a partial fetch ends anywhere), as mail clients do."""
-    match encoding.strip().lower():
-        case "base64":
-            data = _NOT_BASE64.sub(b"", octets)
-            try:
-                return base64.b64decode(data[: len(data) - len(data) % 4])
-            except (binascii.Error, ValueError):  # padding in the middle: read past it
-                data = data.replace(b"=", b"")
-                return base64.b64decode(data[: len(data) - len(data) % 4])
-        case "quoted-printable":
-            return quopri.decodestring(octets)
-        case _:
-            return octets
 
 
 def decode_section_text(

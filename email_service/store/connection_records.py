@@ -47,11 +47,31 @@ class ConnectionRecordStore:
             _write(connection, worker_id, records)
 
     def held(self, tenant: str) -> int:
-        """Connections recorded for ``tenant`` by every live lease (for tests and tools)."""
+        """Connections recorded for ``tenant`` by every live lease."""
+        return self._sum(_config.c.tenant == tenant)
+
+    def held_for(self, tenant: str, provider_id: str) -> tuple[int, int]:
+        """Connections recorded by live leases for one provider, and for its whole tenant
+        (what the API's downloads must fit beside)."""
+        with transaction(self._engine) as connection:
+            row = connection.execute(
+                select(
+                    func.coalesce(
+                        func.sum(_config.c.lease_connections).filter(
+                            _config.c.email_provider_id == provider_id
+                        ),
+                        0,
+                    ),
+                    func.coalesce(func.sum(_config.c.lease_connections), 0),
+                ).where(_config.c.tenant == tenant, *_live())
+            ).one()
+        return int(row[0]), int(row[1])
+
+    def _sum(self, *where: ColumnElement[bool]) -> int:
         with transaction(self._engine) as connection:
             total = connection.execute(
                 select(func.coalesce(func.sum(_config.c.lease_connections), 0)).where(
-                    _config.c.tenant == tenant, *_live()
+                    *where, *_live()
                 )
             ).scalar_one()
         return int(total)

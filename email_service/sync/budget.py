@@ -105,11 +105,16 @@ def split_folders(folders: Sequence[str], connections: int) -> ConnectionPlan:
     return ConnectionPlan(idle_folders=ranked[:idle], polled_folders=ranked[idle:])
 
 
+def account_budget(provider: ProviderConfig, per_account_default: int) -> int:
+    """Connections ``provider``'s account may hold at once (rule 1): its own
+    ``max_connections``, else the preset's limit within ``IMAP_MAX_CONNECTIONS_PER_ACCOUNT``."""
+    default = connection_limit(provider.provider_type, per_account_default)
+    return max(provider.max_connections or default, 1)
+
+
 def demand_of(provider: ProviderConfig, per_account_default: int) -> int:
     """Connections ``provider`` would hold without a tenant cap (rules 1 and 2)."""
-    default = connection_limit(provider.provider_type, per_account_default)
-    budget = max(provider.max_connections or default, 1)
-    return min(len(rank_folders(provider.folders)), budget)
+    return min(len(rank_folders(provider.folders)), account_budget(provider, per_account_default))
 
 
 def plan_connections(

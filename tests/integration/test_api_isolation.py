@@ -32,6 +32,8 @@ CALLS: list[tuple[str, str, Any]] = [
     ("POST", "/reconnect", None),
     ("POST", "/pause", None),
     ("POST", "/resume", None),
+    ("GET", "/messages/INBOX/1/1/raw", None),
+    ("GET", "/messages/INBOX/1/1/parts/2", None),
 ]
 TABLES = ("email_providers", "imap_email_provider_config", "imap_folder_state", "email_secrets")
 

@@ -9,7 +9,6 @@ import pytest
 
 from email_service.errors import MessageUnparseable
 from email_service.ingest.charsets import CharsetIssue
-from email_service.ingest.mime_structure import decode_transfer
 from email_service.ingest.parsing import (
     AttachmentInfo,
     Mailbox,
@@ -18,6 +17,7 @@ from email_service.ingest.parsing import (
     header_section,
     parse_message,
 )
+from email_service.ingest.transfer import decode_transfer
 
 
 def wire(text: str, charset: str = "utf-8") -> bytes:
@@ -558,11 +558,12 @@ def test_header_section(raw: bytes, header: bytes) -> None:
     ("octets", "encoding", "decoded"),
     [
         (b"aGVsbG8gd29ybGQ=", "base64", b"hello world"),
-        (b"aGVs\r\nbG8g!!d29y", "BASE64", b"hello wor"),  # junk skipped, cut group dropped
+        (b"aGVs\r\nbG8g!!d29yb", "BASE64", b"hello wor"),  # junk skipped, lone char dropped
+        (b"aGVsbG8", "base64", b"hello"),  # a cut group gives the bytes it holds
         (b"caf=C3=A9 =\r\nend", "quoted-printable", "café end".encode()),
         (b"as is", "8bit", b"as is"),
     ],
-    ids=["base64", "base64-junk-and-cut", "quoted-printable", "identity"],
+    ids=["base64", "base64-junk-and-lone-char", "base64-cut-group", "quoted-printable", "identity"],
 )
 def test_decode_transfer(octets: bytes, encoding: str, decoded: bytes) -> None:
     assert decode_transfer(octets, encoding) == decoded
