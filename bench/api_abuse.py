@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +43,31 @@ from email_service.security.secretbox import generate_key
 from email_service.settings import Settings
 
 JWT_SECRET = "bench-secret-for-api-tokens-0123456789abcdef"  # noqa: S105 - throwaway
+
+
+def api_env(database_url: str, **extra: str) -> dict[str, str]:
+    """An API's environment; its mail servers are the bench's own, on localhost."""
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "EMAIL_SERVICE_SECRET_KEYS": generate_key(),
+        "EMAIL_SERVICE_API_JWT_SECRET": JWT_SECRET,
+        "IMAP_ALLOW_PRIVATE_HOSTS": "true",
+        **extra,
+    }
+
+
+def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``email-service api`` on a free port, once ``/health`` answers; the process, its port."""
+    port = free_port()
+    api = start_service(["api", "--port", str(port)], env, log)
+    deadline = time.monotonic() + 30
+    while call(port, "GET", "/health", "")[0] != 200:
+        if time.monotonic() > deadline:
+            api.kill()
+            raise RuntimeError("the API did not start")
+        time.sleep(0.1)
+    return api, port
 
 
 def rss_kib(pid: int) -> dict[str, int]:
@@ -88,22 +114,10 @@ def measure(folders: int, parallel: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, scratch_database() as database_url:
         dovecot = start_dovecot(Path(tmp) / "dovecot", users=[("bob", PASSWORD)])
         fake = FakeImapServer.start({"LIST": many_folders(folders)})
-        env = {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
-            "EMAIL_SERVICE_SECRET_KEYS": generate_key(),
-            "EMAIL_SERVICE_API_JWT_SECRET": JWT_SECRET,
-            "IMAP_ALLOW_PRIVATE_HOSTS": "true",
-        }
+        env = api_env(database_url)
         settings = Settings.from_env(env)
-        port = free_port()
-        api = start_service(["api", "--port", str(port)], env, Path(tmp) / "api.log")
+        api, port = start_api(env, Path(tmp) / "api.log")
         try:
-            deadline = time.monotonic() + 30
-            while call(port, "GET", "/health", "")[0] != 200:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the API did not start")
-                time.sleep(0.1)
             tenant_a, tenant_b = str(uuid.uuid4()), str(uuid.uuid4())
             token_a, token_b = (sign_token(settings, t, subject="b") for t in (tenant_a, tenant_b))
             status, a = call(port, "POST", "/api/v1/providers", token_a, provider(fake.port, "a"))

@@ -73,3 +73,29 @@ def sample_messages(mailbox: str) -> list[bytes]:
     )
     intl.set_content("VPN не подключается с утра.\nVPN に接続できません。")  # noqa: RUF001
     return [bytes(m) for m in (plain, html, reply, intl)]
+
+
+def mail_with_attachments(
+    attachments: list[tuple[str, str, bytes]],
+    *,
+    inline_image: bytes | None = None,
+    message_id: str | None = None,
+) -> bytes:
+    """A support request with ``attachments`` (file name, content type, bytes), and an
+    ``inline_image`` the HTML body shows (``cid:shot@example.com``)."""
+    message = _base(
+        "screenshots and a video",
+        "Ann <ann@example.com>",
+        "support@example.com",
+        message_id=message_id,
+    )
+    message.set_content("see attached")
+    message.add_alternative("<p>see <img src='cid:shot@example.com'></p>", subtype="html")
+    if inline_image is not None:
+        html = next(part for part in message.iter_parts() if part.get_content_type() == "text/html")
+        assert isinstance(html, EmailMessage)
+        html.add_related(inline_image, maintype="image", subtype="png", cid="<shot@example.com>")
+    for name, content_type, content in attachments:
+        maintype, subtype = content_type.split("/", 1)
+        message.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
+    return bytes(message)

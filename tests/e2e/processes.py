@@ -127,6 +127,16 @@ class ApiProcess:
         self.log.close()
 
 
+def api_env(environ: dict[str, str], **extra: str) -> dict[str, str]:
+    """The test settings plus the API's (its mail server is the local Dovecot)."""
+    return {
+        **environ,
+        "EMAIL_SERVICE_API_JWT_SECRET": JWT_SECRET,
+        "IMAP_ALLOW_PRIVATE_HOSTS": "true",
+        **extra,
+    }
+
+
 def add_provider_with_cli(
     env: dict[str, str],
     *,

@@ -11,8 +11,16 @@ import redis
 
 from email_service.devserver.dovecot import DovecotServer
 from tests.conftest import MailUser
-from tests.e2e.processes import JWT_SECRET, ApiProcess, WorkerProcess, cli, free_port
+from tests.e2e.processes import (
+    JWT_SECRET,
+    ApiProcess,
+    WorkerProcess,
+    api_env,
+    cli,
+    free_port,
+)
 from tests.helpers import TENANT_A, make_message, subjects, wait_for, wait_for_stream_entries
+from tests.integration.api_harness import provider_body
 
 pytestmark = pytest.mark.e2e
 
@@ -32,11 +40,7 @@ def test_manage_a_provider_over_http_while_a_worker_follows_it(
     processes: list[ApiProcess | WorkerProcess],
     tmp_path: Path,
 ) -> None:
-    env = {
-        **environ,
-        "EMAIL_SERVICE_API_JWT_SECRET": JWT_SECRET,
-        "IMAP_ALLOW_PRIVATE_HOSTS": "true",
-    }
+    env = api_env(environ)
     api = ApiProcess(env, tmp_path / "api.log")
     processes.append(api)
     wait_for(lambda: api.request("GET", "/ready")[0] == 200, timeout_s=30, what="api ready")
@@ -49,16 +53,7 @@ def test_manage_a_provider_over_http_while_a_worker_follows_it(
         "POST",
         "/api/v1/providers",
         token,
-        {
-            "name": "Support",
-            "mailbox": f"{mail_user.name}@localhost",
-            "host": "127.0.0.1",
-            "port": dovecot.imap_port,
-            "security": "none",
-            "username": mail_user.name,
-            "password": mail_user.password,
-            "isActive": False,
-        },
+        provider_body(dovecot, mail_user, isActive=False),
     )
     assert status == 201, created
     one = f"/api/v1/providers/{created['id']}"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator
-from email.message import EmailMessage
 
 import pytest
 import redis
 
 from email_service.devserver.dovecot import DovecotServer
+from email_service.devserver.samples import mail_with_attachments, make_message
 from email_service.settings import Settings
 from tests.conftest import MailUser
 from tests.helpers import wait_for, wait_for_stream_entries
@@ -25,21 +25,14 @@ VIDEO_BYTES = 40 * 1024 * 1024
 
 
 def mail_with_video() -> bytes:
-    message = EmailMessage()
-    message["From"] = "Ann <ann@example.com>"
-    message["To"] = "support@example.com"
-    message["Subject"] = "screenshots and a video"
-    message["Message-ID"] = "<video-1@example.com>"
-    message.set_content("see attached")
-    message.add_alternative("<p>see <img src='cid:shot@example.com'></p>", subtype="html")
-    message.get_payload()[1].add_related(
-        IMAGE, maintype="image", subtype="png", cid="<shot@example.com>"
+    return mail_with_attachments(
+        [
+            ("invoice.pdf", "application/pdf", PDF),
+            ("clip.mp4", "video/mp4", os.urandom(VIDEO_BYTES)),
+        ],
+        inline_image=IMAGE,
+        message_id="<video-1@example.com>",
     )
-    message.add_attachment(PDF, maintype="application", subtype="pdf", filename="invoice.pdf")
-    message.add_attachment(
-        os.urandom(VIDEO_BYTES), maintype="video", subtype="mp4", filename="clip.mp4"
-    )
-    return bytes(message)
 
 
 @pytest.fixture
@@ -98,13 +91,7 @@ def lagging_worker(environ: dict[str, str]) -> Iterator[InProcessWorker]:
 
 
 def small_mail(n: int) -> bytes:
-    message = EmailMessage()
-    message["From"] = "ann@example.com"
-    message["To"] = "support@example.com"
-    message["Subject"] = f"mail {n}"
-    message["Message-ID"] = f"<lag-{n}@example.com>"
-    message.set_content(f"body {n}")
-    return bytes(message)
+    return make_message(f"mail {n}", body=f"body {n}", message_id=f"<lag-{n}@example.com>")
 
 
 def test_a_lagging_group_pauses_publishing_and_reading_resumes_it_losing_nothing(
