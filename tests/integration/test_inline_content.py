@@ -1,8 +1,10 @@
-"""Inline content through Dovecot, and publishing held while a consumer group lags."""
+"""Inline content through Dovecot, and publishing held while a consumer group lags or Redis
+memory is above its high water mark."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Iterator
 
@@ -149,3 +151,72 @@ def test_a_lagging_group_pauses_publishing_and_reading_resumes_it_losing_nothing
         timeout_s=5,
         what="the provider's status to say connected again",
     )
+
+
+#: Inline content per mail in the memory test: about 0.8 MB of base64 per entry.
+MEMORY_TEST_ATTACHMENT_BYTES = 600_000
+MEMORY_TEST_MAILS = 10
+
+
+def test_redis_memory_stays_under_the_high_mark_and_trimming_resumes_publishing(
+    environ: dict[str, str],
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    tenant: str,
+    redis_client: redis.Redis[bytes],
+    stream: str,
+) -> None:
+    used = int(redis_client.info("memory")["used_memory"])
+    high, low = used + 4 * 1024 * 1024, used + 2 * 1024 * 1024
+    worker = InProcessWorker(
+        Settings.from_env(
+            {
+                **environ,
+                "IMAP_FETCH_BATCH_SIZE": "1",
+                "IMAP_MAX_EMAILS_PER_SYNC": "50",
+                "EMAIL_SERVICE_REDIS_MEMORY_HIGH_BYTES": str(high),
+                "EMAIL_SERVICE_REDIS_MEMORY_LOW_BYTES": str(low),
+            }
+        )
+    )
+    try:
+        redis_client.xgroup_create(stream, "helpdesk", id="$", mkstream=True)
+        worker.add_provider(tenant, dovecot, mail_user.name, mail_user.password)
+        for n in range(MEMORY_TEST_MAILS):
+            attachment = (
+                f"log-{n}.bin",
+                "application/octet-stream",
+                os.urandom(MEMORY_TEST_ATTACHMENT_BYTES),
+            )
+            dovecot.deliver(mail_user.name, mail_with_attachments([attachment]))
+        worker.start()
+
+        wait_for(
+            lambda: worker.parts.listener_context.metrics.value(
+                "email_service_publish_paused", reason="memory"
+            ),
+            timeout_s=20,
+            what="publishing paused for Redis memory",
+        )
+        held = redis_client.xlen(stream)
+        assert 1 <= held < MEMORY_TEST_MAILS
+        assert int(redis_client.info("memory")["used_memory"]) < high
+
+        seen: set[str] = set()
+
+        def consume_and_trim() -> bool:
+            """What a consumer that trims below what it acknowledged does."""
+            for _name, entries in redis_client.xreadgroup("helpdesk", "c1", {stream: ">"}) or []:
+                for entry_id, fields in entries:
+                    event = json.loads(fields[b"payload_json"])
+                    seen.add(event["emailData"]["attachments"][0]["name"])
+                    redis_client.xack(stream, "helpdesk", entry_id)
+                    redis_client.xtrim(stream, minid=entry_id.decode(), approximate=False)
+                    redis_client.xdel(stream, entry_id)
+            assert int(redis_client.info("memory")["used_memory"]) < high
+            return len(seen) == MEMORY_TEST_MAILS
+
+        wait_for(consume_and_trim, timeout_s=30, what="every mail, published as room was made")
+        assert seen == {f"log-{n}.bin" for n in range(MEMORY_TEST_MAILS)}
+    finally:
+        worker.close()
