@@ -16,7 +16,6 @@ COPY pyproject.toml README.md ./
 COPY scripts/install-package.sh scripts/
 COPY email_service email_service
 COPY providers providers
-COPY oauth oauth
 COPY migrations migrations
 RUN sh scripts/install-package.sh /opt/venv/bin/python /src
 

@@ -100,7 +100,8 @@ PRESETS: MappingProxyType[str, ProviderPreset] = MappingProxyType(
 PROVIDER_TYPES = tuple(PRESETS)
 #: Presets the operator may give app credentials for (``EMAIL_SERVICE_OAUTH_<TYPE>_CLIENT_ID``
 #: and ``_SECRET``). Those go only to the preset's own endpoints: a provider of these types
-#: with an endpoint of its own brings its own client id and secret (``oauth.endpoints``).
+#: with an endpoint of its own brings its own client id and secret
+#: (``email_service.credentials.oauth_clients``).
 APP_CREDENTIAL_TYPES = frozenset({"google", "microsoft"})
 
 

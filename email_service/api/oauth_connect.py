@@ -34,6 +34,7 @@ from email_service.api.parts import ApiParts, caller_of, parts_of
 from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields, provider_not_found
 from email_service.api.providers import read_json
 from email_service.api.validation import require_object, validate_provider_id
+from email_service.credentials.oauth_clients import client_config
 from email_service.errors import (
     HostRefused,
     OAuthRequestRejected,
@@ -45,10 +46,8 @@ from email_service.errors import (
     TokenEndpointUnavailable,
 )
 from email_service.model import AUTH_OAUTH2, ProviderConfig
-from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens
-from oauth.client import OAuthClientConfig, authorization_url, exchange_code
-from oauth.endpoints import client_config
-from oauth.state import (
+from email_service.oauth.client import OAuthClientConfig, authorization_url, exchange_code
+from email_service.oauth.state import (
     STATE_TTL_S,
     StateClaims,
     new_code_verifier,
@@ -56,7 +55,8 @@ from oauth.state import (
     sign_state,
     verify_state,
 )
-from oauth.timing import expires_at
+from email_service.oauth.timing import expires_at
+from email_service.store.oauth_grants import OAuthGrantStore, StoredTokens
 
 INITIATE_PATH = "/api/email/oauth/imap/initiate"
 CALLBACK_PATH = "/api/email/oauth/imap/callback"

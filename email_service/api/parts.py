@@ -12,6 +12,7 @@ from email_service.api.auth import Caller, TokenVerifier
 from email_service.api.content_streams import ContentStreams
 from email_service.api.imap_calls import ImapCalls, Resolver, resolve_addresses
 from email_service.api.ratelimit import RateLimiter
+from email_service.credentials.tokens import TokenManager
 from email_service.imap.logins import LoginSource
 from email_service.metrics import Metrics
 from email_service.publish.publisher import connect_redis
@@ -22,7 +23,6 @@ from email_service.store.engine import make_engine
 from email_service.store.oauth_grants import OAuthGrantStore
 from email_service.store.providers import ProviderStore
 from email_service.store.secrets import SecretStore
-from oauth.tokens import TokenManager
 
 if TYPE_CHECKING:
     import redis

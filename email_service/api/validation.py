@@ -262,7 +262,8 @@ def _require_own_client(
     values: Mapping[str, Any], checked: Mapping[str, Any], problems: _Collector
 ) -> None:
     """A google/microsoft provider with an endpoint of its own brings its own client: the
-    operator's app credentials go only to the preset's endpoints (``oauth.endpoints``)."""
+    operator's app credentials go only to the preset's endpoints
+    (``credentials.oauth_clients``)."""
     provider_type = checked.get("providerType", "imap")
     own = [name for name in ("oauthAuthorizeUrl", "oauthTokenUrl") if name in checked]
     if not own or provider_type not in APP_CREDENTIAL_TYPES:

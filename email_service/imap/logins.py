@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from email_service.credentials.tokens import TokenManager
 from email_service.errors import PermanentError
 from email_service.imap.session import Login, OAuthLogin, PasswordLogin
 from email_service.model import AUTH_OAUTH2, AUTH_PASSWORD, ProviderConfig
 from email_service.settings import Settings
 from email_service.store.secrets import SecretStore
-from oauth.tokens import TokenManager
 
 
 class LoginSource:

@@ -60,6 +60,7 @@ from email_service.imap.fetched import (
 )
 from email_service.imap.idle_stream import IdleStream
 from email_service.model import ImapEndpoint, Security
+from email_service.oauth.sasl import choose_mechanism, error_acknowledgement, initial_response
 from email_service.security.outbound import HostGuard
 from email_service.sync.backoff import classify_throttle
 from email_service.sync.folder_check import (
@@ -69,7 +70,6 @@ from email_service.sync.folder_check import (
     parse_untagged,
     read_signals,
 )
-from oauth.sasl import choose_mechanism, error_acknowledgement, initial_response
 
 logger = logging.getLogger(__name__)
 

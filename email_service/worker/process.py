@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from email_service.contract.formats import tenant_id_problem
+from email_service.credentials.tokens import TokenManager
 from email_service.errors import EmailServiceError, StorageUnavailable
 from email_service.http.health import run_health_server
 from email_service.http.server import HttpLimits
@@ -67,7 +68,6 @@ from email_service.worker.supervision import (
     plan_specs,
     stagger_delay_s,
 )
-from oauth.tokens import TokenManager
 
 logger = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
+from email_service.credentials.tokens import TokenManager
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import REAUTH_REQUIRED, ProviderConfig
+from email_service.oauth.state import StateClaims, sign_state
 from email_service.security.secretbox import SecretBox
 from email_service.store.engine import make_engine
 from email_service.store.oauth_grants import OAuthGrantStore
 from email_service.store.secrets import SecretStore
-from oauth.state import StateClaims, sign_state
-from oauth.tokens import TokenManager
 from tests.helpers import make_message, stream_events, subjects, unique, wait_for
 from tests.integration.api_harness import ApiHarness
 from tests.integration.oauth_fixtures import (

@@ -13,7 +13,7 @@ from email_service.errors import (
     ReauthorizationRequired,
     TokenEndpointUnavailable,
 )
-from oauth.client import OAuthClientConfig, refresh_access_token
+from email_service.oauth.client import OAuthClientConfig, refresh_access_token
 from tests.oauth_server import OAuthTestServer
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from email_service.api.problems import ApiProblem
 from email_service.api.validation import validate_create, validate_update
+from email_service.credentials.oauth_clients import client_config
 from email_service.errors import OAuthStateInvalid, PermanentError
 from email_service.model import (
     AUTH_OAUTH2,
@@ -18,11 +19,10 @@ from email_service.model import (
     ProviderConfig,
     Security,
 )
+from email_service.oauth.sasl import choose_mechanism, error_acknowledgement, initial_response
+from email_service.oauth.state import StateClaims, new_code_verifier, sign_state, verify_state
+from email_service.oauth.timing import expires_at, needs_refresh, renew_at
 from email_service.settings import Settings
-from oauth.endpoints import client_config
-from oauth.sasl import choose_mechanism, error_acknowledgement, initial_response
-from oauth.state import StateClaims, new_code_verifier, sign_state, verify_state
-from oauth.timing import expires_at, needs_refresh, renew_at
 from providers.presets import connection_limit, idle_reissue_ms, preset_for
 
 KEY = "k" * 40

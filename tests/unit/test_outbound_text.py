@@ -7,7 +7,7 @@ import imaplib
 import pytest
 
 from email_service.imap.session import server_text
-from oauth.client import oauth_error_text
+from email_service.oauth.client import oauth_error_text
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,11 @@ process queue on a per-provider lock, other processes on the database's refresh 
 (``store.oauth_grants``). A revoked grant parks the provider (``ReauthorizationRequired``,
 status ``reauth_required``) after that one attempt; an unreachable token endpoint is
 ``TokenEndpointUnavailable``, which the connection loop backs off from.
+
+Why here and not in ``oauth/`` or ``store/``: it is the service's policy over its own
+storage (the grant rows and the secret store), its settings and its metrics, while
+``oauth/`` is the protocol client that knows none of those; and ``store/`` only reads and
+writes tables, where this also calls the token endpoint and waits for other workers.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from email_service.credentials.oauth_clients import client_config
 from email_service.errors import (
     ReauthorizationRequired,
     SecretUndecryptable,
@@ -24,12 +30,11 @@ from email_service.errors import (
 )
 from email_service.metrics import Metrics
 from email_service.model import REAUTH_REQUIRED, ProviderConfig
+from email_service.oauth.client import IssuedTokens, OAuthClientConfig, refresh_access_token
+from email_service.oauth.timing import expires_at, needs_refresh, renew_at
 from email_service.settings import Settings
 from email_service.store.oauth_grants import GrantState, OAuthGrantStore, StoredTokens
 from email_service.store.secrets import SecretStore
-from oauth.client import IssuedTokens, OAuthClientConfig, refresh_access_token
-from oauth.endpoints import client_config
-from oauth.timing import expires_at, needs_refresh, renew_at
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A state is ``<payload>.<signature>``: the payload is base64url JSON of ``StateCl
 the signature HMAC-SHA256 of the payload under ``EMAIL_SERVICE_OAUTH_STATE_SECRET``. It
 binds tenant, provider and redirect URI, expires after ``STATE_TTL_S``, and carries a
 nonce: the PKCE verifier is kept on the server under that nonce and taken once, which
-makes the state single-use (``oauth.flow``). Written with the standard library because
+makes the state single-use (``api.oauth_flows``). Written with the standard library because
 it is twenty lines; a JOSE library would add a header and algorithm choice we must then
 restrict.
 """

@@ -36,8 +36,8 @@ from email_service.errors import (
     ReauthorizationRequired,
     TokenEndpointUnavailable,
 )
+from email_service.oauth.transport import checked_session
 from email_service.security.ssrf import decide_token_url
-from oauth.transport import checked_session
 
 #: Error codes of RFC 6749 section 5.2 that mean the grant or client is no longer good.
 REAUTHORIZE_ERRORS = frozenset(

@@ -6,14 +6,18 @@ its own (``oauth_authorize_url`` or ``oauth_token_url`` other than the preset's)
 its own client id, and, for google and microsoft, its own client secret: otherwise a tenant
 could have the service send the operator's secret to a server of the tenant's choosing.
 A provider's own client id always goes with its own secret (or none), never the app's.
+
+It lives here, not in ``oauth/``, because it combines our own types (the provider row of
+``model``, the operator's ``Settings``) into the plain ``oauth.client.OAuthClientConfig``;
+``oauth/`` takes only that config and never sees a row or the settings.
 """
 
 from __future__ import annotations
 
 from email_service.errors import PermanentError
 from email_service.model import ProviderConfig
+from email_service.oauth.client import OAuthClientConfig
 from email_service.settings import Settings
-from oauth.client import OAuthClientConfig
 from providers.presets import APP_CREDENTIAL_TYPES, ProviderPreset, preset_for
 
 

@@ -1,0 +1,1 @@
+"""A provider's OAuth credentials: which client it uses, and its access token, refreshed once."""
