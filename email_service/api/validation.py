@@ -1,23 +1,29 @@
 """Request validation with field-named errors (core: JSON in, typed request or problems out).
 
-Each rule is written once here, as a constant or a pattern, and ``openapi`` builds the
-document's schemas from the same constants, so the two cannot drift apart silently (the
-schemathesis run checks the rest). Every problem is collected, not just the first, and no
-message repeats the value it rejects.
+A field's rules are declared once, in ``fields`` (its JSON Schema, what it accepts in
+words, how a valid value is normalised); this module checks bodies against those
+declarations and adds what no single field can say (required fields, create-only fields,
+OAuth fields only with ``authType: oauth2``). ``openapi`` documents the same declarations.
+Every problem is collected, not just the first, and no message repeats the value it
+rejects.
 """
 
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
+from email_service.api.fields import (
+    CREATE_ONLY_FIELDS,
+    PROVIDER_FIELDS,
+    RequestField,
+    conforms,
+)
 from email_service.api.problems import ApiProblem, FieldProblem, invalid_fields
 from email_service.contract.formats import is_contract_uuid
 from email_service.model import (
@@ -31,28 +37,10 @@ from email_service.model import (
     ProviderChanges,
     Security,
 )
-from providers.presets import APP_CREDENTIAL_TYPES, PROVIDER_TYPES, preset_for
+from providers.presets import APP_CREDENTIAL_TYPES, preset_for
 
-#: Column sizes of ``email_providers`` / ``imap_email_provider_config`` (schema.py).
-MAX_NAME_CHARS = 255
-MAX_MAILBOX_CHARS = 320
-MAX_USERNAME_CHARS = 320
-#: RFC 1035: a host name is at most 253 characters (255 octets on the wire).
-MAX_HOST_CHARS = 253
-#: ``imap_folder_state.folder`` is String(1000).
-MAX_FOLDER_CHARS = 1000
-#: Generous for any real password, small enough that nobody stores a document in it.
-MAX_PASSWORD_CHARS = 1024
-#: Folders one provider may monitor: each may hold a connection or a poller slot.
-MAX_FOLDERS = 100
-#: Upper bound of a provider's own connection budget; servers cap far lower (Gmail 15).
-MAX_CONNECTIONS = 100
 #: Provider ids are UUIDs here; the product may write its own, up to the column's size.
 MAX_PROVIDER_ID_CHARS = 64
-#: Scopes one OAuth provider may ask for, and their length.
-MAX_SCOPES = 20
-MAX_SCOPE_CHARS = 200
-MAX_URL_CHARS = 2000
 #: Providers on a page when the request does not say (``?limit=``), and the most it may ask.
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -62,48 +50,9 @@ MAX_CURSOR_CHARS = 200
 #: typo, never a 60 KB key returned whole.
 MAX_QUOTED_NAME_CHARS = 64
 
-#: Printable text without leading or trailing blanks: names, user names.
-TEXT_PATTERN = r"^[^\u0000-\u0020\u007f]([^\u0000-\u001f\u007f]*[^\u0000-\u0020\u007f])?$"
-#: An address with one ``@``, no blanks or control characters.
-MAILBOX_PATTERN = r"^[^\u0000-\u0020\u007f@]+@[^\u0000-\u0020\u007f@]+$"
-#: Letters, digits, dots, hyphens, colons (IPv6); refined by ``_check_host``.
-HOST_PATTERN = r"^[A-Za-z0-9.:-]+$"
-#: Anything but NUL, CR and LF, which would break the IMAP LOGIN command.
-PASSWORD_PATTERN = r"^[^\u0000\u000a\u000d]+$"  # noqa: S105 - a pattern
-#: OAuth scopes (RFC 6749 3.3: printable ASCII without space, quote or backslash).
-SCOPE_PATTERN = r"^[\x21\x23-\x5b\x5d-\x7e]{1,200}$"
-#: Folder names: no control characters (IMAP names them with modified UTF-7 on the wire).
-FOLDER_PATTERN = r"^[^\u0000-\u001f\u007f]+$"
-
-_HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-
-#: Fields of a provider that a request may set, with what each accepts (for messages).
-ACCEPTED = {
-    "name": f"a display name of 1 to {MAX_NAME_CHARS} characters, without control "
-    "characters or leading/trailing blanks",
-    "mailbox": f"an email address of at most {MAX_MAILBOX_CHARS} characters",
-    "host": "a host name (imap.example.com) or an IPv4/IPv6 address, without port",
-    "port": "a whole number from 1 to 65535",
-    "security": "one of " + ", ".join(s.value for s in Security),
-    "username": f"a user name of 1 to {MAX_USERNAME_CHARS} characters, without control "
-    "characters or leading/trailing blanks",
-    "password": f"a password of 1 to {MAX_PASSWORD_CHARS} characters, without line breaks",
-    "folders": f"a list of at most {MAX_FOLDERS} distinct folder names (1 to "
-    f"{MAX_FOLDER_CHARS} characters, no control characters); empty means INBOX",
-    "maxConnections": f"a whole number from 1 to {MAX_CONNECTIONS}, or null for the default",
-    "isActive": "true or false",
-}
-#: Fields only a create request may carry (they decide how the provider logs in).
-CREATE_ONLY = {
-    "providerType": "one of " + ", ".join(PROVIDER_TYPES) + " (default imap); google and "
-    "microsoft fill in host, port, security and the OAuth endpoints",
-    "authType": f"{AUTH_PASSWORD} (default) or {AUTH_OAUTH2}",
-    "oauthClientId": "the OAuth client id (default: the operator's app for google/microsoft)",
-    "oauthClientSecret": f"the OAuth client secret, 1 to {MAX_PASSWORD_CHARS} characters",
-    "oauthAuthorizeUrl": "the authorization endpoint, an https URL (default: the preset's)",
-    "oauthTokenUrl": "the token endpoint, an https URL (default: the preset's)",
-    "oauthScopes": f"a list of at most {MAX_SCOPES} scopes (default: the preset's)",
-}
+#: What each field accepts, in words (for messages).
+ACCEPTED = {name: spec.accepted for name, spec in PROVIDER_FIELDS.items()}
+CREATE_ONLY = {name: spec.accepted for name, spec in CREATE_ONLY_FIELDS.items()}
 #: Always required on create; host, port and security too unless the preset has them;
 #: password when ``authType`` is password.
 REQUIRED_ON_CREATE = ("name", "mailbox", "username")
@@ -219,37 +168,7 @@ def validate_create(body: Any) -> ProviderInput:
 
 def _check_login(values: Mapping[str, Any], problems: _Collector) -> dict[str, Any]:
     """The create-only fields (provider type, auth type, OAuth client), checked."""
-    checked: dict[str, Any] = {}
-    for name, value in values.items():
-        if name not in CREATE_ONLY:
-            continue
-        ok = isinstance(value, str) and 0 < len(value) <= MAX_URL_CHARS and is_utf8(value)
-        if name == "providerType":
-            ok = isinstance(value, str) and value in PROVIDER_TYPES
-        elif name == "authType":
-            ok = isinstance(value, str) and value in {AUTH_PASSWORD, AUTH_OAUTH2}
-        elif name == "oauthClientSecret":
-            ok = (
-                ok
-                and len(value) <= MAX_PASSWORD_CHARS
-                and re.fullmatch(PASSWORD_PATTERN, value) is not None
-            )
-        elif name == "oauthClientId":
-            ok = ok and re.fullmatch(TEXT_PATTERN, value) is not None
-        elif name in {"oauthAuthorizeUrl", "oauthTokenUrl"}:
-            ok = ok and _is_web_url(value)
-        elif name == "oauthScopes":
-            ok = (
-                isinstance(value, list)
-                and len(value) <= MAX_SCOPES
-                and all(
-                    isinstance(v, str) and re.fullmatch(SCOPE_PATTERN, v) is not None for v in value
-                )
-            )
-        if ok:
-            checked[name] = tuple(value) if name == "oauthScopes" else value
-        else:
-            problems.add(name, "expected " + CREATE_ONLY[name])
+    checked = _check_fields(values, CREATE_ONLY_FIELDS, problems)
     oauth_fields = [name for name in checked if name.startswith("oauth")]
     if checked.get("authType", AUTH_PASSWORD) != AUTH_OAUTH2:
         for name in oauth_fields:
@@ -275,34 +194,6 @@ def _require_own_client(
                 f"required with {' and '.join(own)}: the operator's app credentials go "
                 f"only to the {provider_type} preset's own endpoints",
             )
-
-
-def _is_web_url(value: str) -> bool:
-    """An absolute http(s) URL with a host, a port (if any) from 1 to 65535, no user
-    information (``user:password@``, even with an empty user) and no fragment."""
-    if not value.isprintable() or " " in value or not is_utf8(value):
-        return False
-    parts = urlsplit(value)
-    try:
-        port = parts.port
-    except ValueError:  # ":99999", ":abc", ":-1"
-        return False
-    return (
-        parts.scheme in {"https", "http"}
-        and bool(parts.hostname)
-        and "@" not in parts.netloc
-        and port != 0
-        and not parts.fragment
-    )
-
-
-def is_utf8(value: str) -> bool:
-    """Whether ``value`` can be stored: JSON allows lone surrogates (``\\ud800``), UTF-8 not."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def validate_update(body: Any) -> ProviderPatch:
@@ -343,8 +234,8 @@ def validate_resync(body: Any, configured: Sequence[str]) -> tuple[str, ...] | N
             problems.add(quoted_name(key), "unknown field; accepted: folders")
     folders: tuple[str, ...] | None = None
     if "folders" in values:
-        checked = _check_folders(values["folders"], problems, "folders")
-        folders = None if checked is _INVALID else checked
+        checked = _check_fields(values, {"folders": PROVIDER_FIELDS["folders"]}, problems)
+        folders = checked.get("folders")
         for index, folder in enumerate(folders or ()):
             if folder not in configured:
                 problems.add(
@@ -450,134 +341,48 @@ def quoted_name(name: str) -> str:
 
 
 def _check_values(values: Mapping[str, Any], problems: _Collector) -> dict[str, Any]:
-    """Each present, known field checked and normalised; problems recorded for the rest."""
+    """Each present provider field checked and normalised; problems recorded for the rest."""
+    return _check_fields(values, PROVIDER_FIELDS, problems)
+
+
+def _check_fields(
+    values: Mapping[str, Any], declared: Mapping[str, RequestField], problems: _Collector
+) -> dict[str, Any]:
+    """Each present field of ``declared`` checked against its declaration and normalised;
+    a list whose items are described names each bad or repeated item."""
     checked: dict[str, Any] = {}
     for name, value in values.items():
-        if name not in ACCEPTED:
+        spec = declared.get(name)
+        if spec is None:
             continue
-        result = _CHECKS[name](value, problems, name)
-        if result is not _INVALID:
-            checked[name] = result
+        if spec.item_accepted is not None and isinstance(value, list):
+            whole = {k: v for k, v in spec.schema.items() if k not in {"items", "uniqueItems"}}
+            if not conforms(whole, value):  # too many: said of the list, not of each item
+                problems.add(name, "expected " + spec.accepted)
+                continue
+            if not _check_items(name, value, spec, problems):
+                continue
+        ok, normalised = spec.check(value)
+        if ok:
+            checked[name] = normalised
+        else:
+            problems.add(name, "expected " + spec.accepted)
     return checked
 
 
-class _Invalid:
-    pass
-
-
-_INVALID: Any = _Invalid()
-
-
-def _check_text(pattern: str, max_chars: int) -> Any:
-    def check(value: Any, problems: _Collector, name: str) -> Any:
-        if (
-            not isinstance(value, str)
-            or not 0 < len(value) <= max_chars
-            or re.fullmatch(pattern, value) is None
-            or not is_utf8(value)
-        ):
-            problems.add(name, "expected " + ACCEPTED[name])
-            return _INVALID
-        return value
-
-    return check
-
-
-def _check_host(value: Any, problems: _Collector, name: str) -> Any:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_HOST_CHARS:
-        problems.add(name, "expected " + ACCEPTED[name])
-        return _INVALID
-    host = normalise_host(value)
-    if host is None:
-        problems.add(name, "expected " + ACCEPTED[name])
-        return _INVALID
-    return host
-
-
-def normalise_host(value: str) -> str | None:
-    """``value`` as a lower-case host name or a canonical IP address; None if it is neither."""
-    if re.fullmatch(HOST_PATTERN, value) is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
-    host = value.lower()
-    labels = host.split(".")
-    if not all(_HOST_LABEL.fullmatch(label) for label in labels):
-        return None
-    if labels[-1].isdigit():
-        return None  # "127.1" or "2130706433": numeric forms that are not canonical IPs
-    return host
-
-
-def _check_port(value: Any, problems: _Collector, name: str) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        problems.add(name, "expected " + ACCEPTED[name])
-        return _INVALID
-    return value
-
-
-def _check_security(value: Any, problems: _Collector, name: str) -> Any:
-    if not isinstance(value, str) or value not in {s.value for s in Security}:
-        problems.add(name, "expected " + ACCEPTED[name])
-        return _INVALID
-    return Security(value)
-
-
-def _check_folders(value: Any, problems: _Collector, name: str) -> Any:
-    if not isinstance(value, list) or len(value) > MAX_FOLDERS:
-        problems.add(name, "expected " + ACCEPTED["folders"])
-        return _INVALID
+def _check_items(name: str, items: list[Any], spec: RequestField, problems: _Collector) -> bool:
+    """Whether every item of the list ``name`` is valid and listed once; problems per item."""
+    item_schema = spec.schema["items"]
     seen: dict[str, int] = {}
     ok = True
-    for index, folder in enumerate(value):
-        item = f"{name}[{index}]"
-        if (
-            not isinstance(folder, str)
-            or not 0 < len(folder) <= MAX_FOLDER_CHARS
-            or re.fullmatch(FOLDER_PATTERN, folder) is None
-            or not is_utf8(folder)
-        ):
-            problems.add(
-                item,
-                f"expected a folder name of 1 to {MAX_FOLDER_CHARS} characters, no "
-                "control characters",
-            )
+    for index, item in enumerate(items):
+        label = f"{name}[{index}]"
+        if not conforms(item_schema, item):
+            problems.add(label, f"expected {spec.item_accepted}")
             ok = False
-        elif folder in seen:
-            problems.add(item, f"repeats {name}[{seen[folder]}]; list each folder once")
+        elif spec.schema.get("uniqueItems") and item in seen:
+            problems.add(label, f"repeats {name}[{seen[item]}]; list each once")
             ok = False
         else:
-            seen[folder] = index
-    return tuple(value) if ok else _INVALID
-
-
-def _check_max_connections(value: Any, problems: _Collector, name: str) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONNECTIONS:
-        problems.add(name, "expected " + ACCEPTED[name])
-        return _INVALID
-    return value
-
-
-def _check_bool(value: Any, problems: _Collector, name: str) -> Any:
-    if not isinstance(value, bool):
-        problems.add(name, "expected " + ACCEPTED[name])
-        return _INVALID
-    return value
-
-
-_CHECKS = {
-    "name": _check_text(TEXT_PATTERN, MAX_NAME_CHARS),
-    "mailbox": _check_text(MAILBOX_PATTERN, MAX_MAILBOX_CHARS),
-    "host": _check_host,
-    "port": _check_port,
-    "security": _check_security,
-    "username": _check_text(TEXT_PATTERN, MAX_USERNAME_CHARS),
-    "password": _check_text(PASSWORD_PATTERN, MAX_PASSWORD_CHARS),
-    "folders": _check_folders,
-    "maxConnections": _check_max_connections,
-    "isActive": _check_bool,
-}
+            seen[item] = index
+    return ok

@@ -8,7 +8,8 @@ from pathlib import Path
 from openapi_spec_validator import validate
 
 from email_service.api.app import build_app
-from email_service.api.openapi import CREATE_EXAMPLE, build_document
+from email_service.api.openapi import build_document
+from email_service.api.openapi_schemas import CREATE_EXAMPLE
 from email_service.api.parts import ApiParts
 from email_service.api.validation import (
     ACCEPTED,

@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
+from email_service.api.fields import MAX_FOLDERS, normalise_host
 from email_service.api.problems import ApiProblem
 from email_service.api.validation import (
-    MAX_FOLDERS,
-    normalise_host,
     validate_create,
     validate_flag,
     validate_provider_id,
