@@ -20,8 +20,8 @@ What comes from mail-parser, and what from the standard library's ``email`` pack
 References are left as header text; ``email_data`` decides what they mean. Text that was not
 decoded as its label promised is listed in ``charset_issues`` (``ingest/charsets.py``).
 
-For a message too large to download whole, ``folder_sync`` parses the header section alone and
-builds the body from BODYSTRUCTURE and partial fetches (``mime_structure``), with
+For a message too large to download whole, ``sync.fetching`` fetches the header section alone
+and the event builds the body from BODYSTRUCTURE and partial fetches (``mime_structure``), with
 ``filename_from_params`` from here so that names decode the same either way.
 """
 

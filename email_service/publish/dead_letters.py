@@ -31,7 +31,7 @@ from email_service.errors import EmailServiceError, ReplayImpossible, TransientE
 from email_service.imap.fetched import Fetched, FetchedMessage
 from email_service.imap.session import ConnectOptions, ImapSession
 from email_service.ingest.entry import IngestTarget, build_entry
-from email_service.ingest.limits import IngressLimits
+from email_service.ingest.limits import IngressLimits, plan_fetch_batches
 from email_service.model import ProviderConfig
 from email_service.publish.events import DEAD_LETTER_PRODUCER, DeadLetter, is_our_dead_letter
 from email_service.publish.publisher import (
@@ -42,7 +42,7 @@ from email_service.publish.publisher import (
     read_entry,
 )
 from email_service.settings import Settings
-from email_service.sync.folder_sync import fetch_whole, fetch_without_body
+from email_service.sync.fetching import fetcher_for
 
 if TYPE_CHECKING:
     from email_service.worker.process import WorkerParts
@@ -236,10 +236,9 @@ class DeadLetterQueue:
                     "nothing to replay"
                 )
             raise ReplayImpossible(f"the server still returns nothing for UID {dead.uid}")
-        if size > self._limits.max_raw_mime_bytes:
-            found: dict[int, Fetched] = dict(fetch_without_body(session, [dead.uid], self._limits))
-        else:
-            found = dict(fetch_whole(session, [dead.uid]))
+        (batch,) = plan_fetch_batches([(dead.uid, size)], self._limits)  # as the listener does
+        fetch = fetcher_for(session, batch.mode, self._limits)
+        found = {} if fetch is None else fetch(batch.uids)
         if dead.uid not in found:
             raise ReplayImpossible(f"the server still returns nothing for UID {dead.uid}")
         return found[dead.uid]

@@ -1,25 +1,12 @@
 """A thread that keeps one IMAP connection of one provider alive (shell).
 
-Subclasses say what to do with a logged-in session (``_follow``); this loop connects, hands
-the session over, and on failure reconnects after a backoff that cannot storm
-(``sync/backoff.py``)::
-
-    CONNECT ──ok──► _follow(session) ──stop──► STOPPED
-       ▲                 │ transient error          │ permanent error       │ lease lost
-       └──── BACKOFF ◄───┘                          ▼                       ▼
-                                         PARKED (retry after the        STOPPED
-                                         longest backoff, or sooner
-                                         when the config changes)
-
-A loop given ``slots`` follows in rounds (a visiting poller, ``budget`` rule 4): it takes a
-slot before it connects, ``_follow`` checks everything once and returns, and the loop logs
-out, gives the slot back and waits ``IMAP_POLL_INTERVAL_MS`` (jittered) before the next
-round; a round that went through resets the failure count.
-
-Every failure is recorded on the provider row (fenced), so the UI sees it. A session
-logged in with an OAuth token logs in again, at once and without counting a failure,
-when the token is due for renewal (``RenewLogin``); a refused token that was not fresh is
-refreshed and tried once more before the refusal counts.
+It runs the folder's state machine (``sync.folder_machine``, drawn in docs/architecture.md):
+each transition's actions are carried out in order, and what came of them (a result, a
+stop, or an error classified by ``classify_failure``) is fed back as the next event.
+Subclasses carry out the actions about folders (``FolderListener``: one folder in IDLE;
+``FolderPoller``: several by STATUS); this class the connection's: sleep, take a shared
+slot, connect and log in (again with a refreshed token when a stale one was refused),
+record a failure on the provider row (fenced, so the UI sees it), wait, disconnect.
 """
 
 from __future__ import annotations
@@ -27,40 +14,49 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
 from email_service import logs
-from email_service.errors import (
-    AuthenticationFailed,
-    EmailServiceError,
-    LeaseLost,
-    PermanentError,
-    ServerThrottled,
-    TransientError,
-)
-from email_service.imap.session import ConnectOptions, ImapSession, OAuthLogin
+from email_service.errors import EmailServiceError, LeaseLost
+from email_service.imap.session import ConnectOptions, ImapSession, Login, OAuthLogin
 from email_service.model import ProviderConfig
-from email_service.sync.backoff import BackoffPolicy, failures_after_disconnect, next_delay_s
-from email_service.sync.folder_sync import ListenerContext
+from email_service.sync.backoff import BackoffPolicy
+from email_service.sync.context import ListenerContext
+from email_service.sync.failures import (
+    Failure,
+    FailureKind,
+    classify_failure,
+    describe_failure,
+)
+from email_service.sync.folder_actions import (
+    Action,
+    Connect,
+    CountRenewal,
+    Disconnect,
+    Log,
+    MarkConnected,
+    RecordFailure,
+    Sleep,
+    TakeSlot,
+    WaitForTimer,
+)
+from email_service.sync.folder_machine import (
+    Connected,
+    Event,
+    Failed,
+    Folder,
+    FolderRules,
+    FolderState,
+    Follows,
+    Slept,
+    SlotTaken,
+    Stop,
+    WaitEnded,
+    decide_next,
+    start,
+)
 from email_service.sync.slots import ConnectionSlots
 
 logger = logging.getLogger(__name__)
-
-#: Shortest IDLE or poll wait while a renewal is near, so the loop does not spin.
-MIN_WAIT_S = 0.05
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """How one attempt ended: ``stopped``, ``again`` (log in again now), ``round`` (a
-    visiting round went through), ``failed`` (back off, at least ``hint_s``), ``parked``."""
-
-    kind: str
-    hint_s: float | None = None
-
-
-class RenewLogin(Exception):
-    """The session's OAuth token is due for renewal: log in again now (not a failure)."""
 
 
 class ConnectionLoop:
@@ -73,28 +69,44 @@ class ConnectionLoop:
         context: ListenerContext,
         *,
         name: str,
+        follows: Follows,
+        folder_count: int = 1,
+        idle_reissue_ms: int = 0,
         start_delay_s: float = 0.0,
         slots: ConnectionSlots | None = None,
     ) -> None:
         self.provider = provider
         self.slots = slots
         self.fence = fence
-        self.state = "starting"
         self._context = context
-        self._settings = context.settings
-        self._start_delay_s = start_delay_s
+        self._settings = settings = context.settings
         self._stop = threading.Event()
         self._session: ImapSession | None = None
+        self._login: Login | None = None
         self._connected_at: float | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._policy = BackoffPolicy(
-            base_s=self._settings.reconnect_base_ms / 1000,
-            max_s=self._settings.reconnect_max_ms / 1000,
-            jitter_pct=self._settings.reconnect_jitter_pct,
-            stable_s=self._settings.reconnect_stable_ms / 1000,
+            base_s=settings.reconnect_base_ms / 1000,
+            max_s=settings.reconnect_max_ms / 1000,
+            jitter_pct=settings.reconnect_jitter_pct,
+            stable_s=settings.reconnect_stable_ms / 1000,
         )
+        self._rules = FolderRules(
+            follows=follows,
+            backoff=self._policy,
+            start_delay_s=start_delay_s,
+            poll_interval_s=settings.poll_interval_ms / 1000,
+            idle_reissue_s=idle_reissue_ms / 1000,
+            timer_jitter_pct=settings.timer_jitter_pct,
+            folder_count=folder_count,
+        )
+        self._folder = Folder(self._rules)
 
     # -- control, from the supervisor's thread ---------------------------------------------
+
+    @property
+    def state(self) -> FolderState:
+        return self._folder.state
 
     def start(self) -> None:
         self._thread.start()
@@ -119,125 +131,120 @@ class ConnectionLoop:
     def _bind_log_context(self) -> None:
         logs.bind_context(tenant=self.provider.tenant, provider=self.provider.id)
 
-    def _follow(self, session: ImapSession) -> None:
-        """Use the logged-in ``session`` until stopped; raise to reconnect."""
+    def _perform_folder_action(self, session: ImapSession, action: Action) -> Event | None:
+        """Carry out an action about the folders (``OpenFolder``, ``SyncFolder``, ...)."""
         raise NotImplementedError
 
-    def _set_state(self, state: str) -> None:
-        self.state = state
+    def _connection_opened(self) -> None:
+        """A new session is logged in (before its first action)."""
 
-    def _renewal_in_s(self, session: ImapSession) -> float | None:
-        """Seconds until ``session`` must log in again; None if never (password login)."""
-        if session.renew_at is None:
+    def _renew_in_s(self) -> float | None:
+        """Seconds until the session must log in again; None if never (password login)."""
+        session = self._session
+        if session is None or session.renew_at is None:
             return None
         return (session.renew_at - self._context.clock()).total_seconds()
 
-    def _check_renewal(self, session: ImapSession) -> None:
-        due_in = self._renewal_in_s(session)
-        if due_in is not None and due_in <= 0:
-            raise RenewLogin
+    def _random_unit(self) -> float:
+        return self._context.rng.random()
 
-    def _wait_cap_s(self, session: ImapSession, wait_s: float) -> float:
-        """``wait_s``, shortened so the wait ends when the session is due for renewal."""
-        due_in = self._renewal_in_s(session)
-        return wait_s if due_in is None else max(min(wait_s, due_in), MIN_WAIT_S)
-
-    def _mark_connected(self, session: ImapSession) -> None:
-        self._context.providers.save_status(
-            self.provider,
-            status="connected",
-            error=None,
-            fence=self.fence,
-            capabilities=session.capabilities,
-            synced=True,
-        )
+    def _record(self, failure: Failure) -> Event | None:
+        """Log, count and record ``failure`` on the provider row; a lost lease is ``Failed``."""
+        goodbye = self._session.server_goodbye() if self._session is not None else None
+        message = describe_failure(failure.message, goodbye)
+        label = failure.kind.label
+        logger.warning("%s error: %s", label, message)
+        self._context.metrics.add("email_service_listener_errors_total", kind=label)
+        try:
+            self._context.providers.save_status(
+                self.provider, status="error", error=message, fence=self.fence
+            )
+        except LeaseLost as exc:
+            return Failed(classify_failure(exc))
+        except EmailServiceError:
+            logger.warning("could not record the error on the provider row", exc_info=True)
+        return None
 
     # -- the loop, on the connection's thread ---------------------------------------------
 
     def _run(self) -> None:
         self._bind_log_context()
-        if self._stop.wait(self._start_delay_s):
-            self._set_state("stopped")
-            return
-        failures = 0
-        while not self._stop.is_set():
-            outcome = self._attempt()
-            if self._stop.is_set() or outcome.kind == "stopped":
-                break
-            if outcome.kind == "again":
-                continue
-            if outcome.kind == "parked":
-                self._set_state("parked")
-                self._stop.wait(self._policy.max_s)
-                continue
-            if outcome.kind == "round":
-                failures = 0
-                self._set_state("polling")
-                self._stop.wait(self._round_wait_s())
-                continue
-            connected_at = self._connected_at
-            connected_for = None if connected_at is None else time.monotonic() - connected_at
-            failures = failures_after_disconnect(self._policy, failures, connected_for)
-            delay = next_delay_s(
-                self._policy,
-                failures,
-                random_unit=self._context.rng.random(),
-                hint_s=outcome.hint_s,
-            )
-            self._set_state("backoff")
-            logger.info("reconnecting in %.1fs (failure %d in a row)", delay, failures)
-            self._stop.wait(delay)
-        self._set_state("stopped")
+        transition = start(self._rules)
+        while True:
+            self._folder = transition.folder
+            event = self._perform_all(transition.actions)
+            if self._folder.state is FolderState.STOPPED:
+                return
+            if event is None:
+                raise AssertionError(f"{transition} fed back nothing")
+            if self._stop.is_set() and not isinstance(event, Failed):
+                event = Stop()
+            transition = decide_next(self._folder, event)
 
-    def _attempt(self) -> _Outcome:
-        """Connect (after taking a slot, when visiting) and follow, once."""
+    def _perform_all(self, actions: tuple[Action, ...]) -> Event | None:
+        """Carry out ``actions`` in order until one feeds back an event (the last one does;
+        an earlier one only when it failed)."""
+        for action in actions:
+            try:
+                event = self._perform(action)
+            except Exception as exc:
+                return self._failed(exc, action)
+            if event is not None:
+                return event
+        return None
+
+    def _failed(self, exc: Exception, action: Action) -> Failed:
+        stale_token = (
+            isinstance(action, Connect)
+            and not action.refresh_token
+            and isinstance(self._login, OAuthLogin)
+            and not self._login.fresh
+        )
+        failure = classify_failure(exc, stopping=self._stop.is_set(), stale_token=stale_token)
+        if failure.kind is FailureKind.UNEXPECTED:
+            logger.exception("connection loop failed unexpectedly")
+        connected_at = self._connected_at
+        connected_for_s = None if connected_at is None else time.monotonic() - connected_at
+        return Failed(failure, connected_for_s, self._random_unit())
+
+    def _perform(self, action: Action) -> Event | None:
+        match action:
+            case Sleep(seconds):
+                return Stop() if self._stop.wait(seconds) else Slept()
+            case TakeSlot():
+                assert self.slots is not None, "only a visiting poller takes slots"
+                return SlotTaken() if self.slots.take(self._stop) else Stop()
+            case Connect(refresh_token):
+                return self._connect(refresh_token)
+            case Disconnect(give_back_slot):
+                self._close_session()
+                if give_back_slot and self.slots is not None:
+                    self.slots.give_back()
+                return None
+            case MarkConnected():
+                self._mark_connected()
+                return None
+            case RecordFailure(failure):
+                return self._record(failure)
+            case CountRenewal():
+                logger.info("access token due for renewal; logging in again")
+                self._context.metrics.add("email_service_oauth_renewals_total")
+                return None
+            case Log(level, message):
+                logger.log(level, message)
+                return None
+            case WaitForTimer(timeout_s):
+                return Stop() if self._stop.wait(timeout_s) else WaitEnded(self._renew_in_s())
+        assert self._session is not None, f"{action} needs a session"
+        return self._perform_folder_action(self._session, action)
+
+    def _connect(self, refresh_token: bool) -> Connected:
         self._connected_at = None
-        holding = False
-        try:
-            if self.slots is not None:
-                self._set_state("waiting")
-                holding = self.slots.take(self._stop)
-                if not holding:
-                    return _Outcome("stopped")
-            self._set_state("connecting")
-            session = self._open_session()
-            if not self._stop.is_set():
-                self._connected_at = time.monotonic()
-                self._follow(session)
-            return _Outcome("stopped" if self.slots is None else "round")
-        except RenewLogin:
-            logger.info("access token due for renewal; logging in again")
-            self._context.metrics.add("email_service_oauth_renewals_total")
-            return _Outcome("again")
-        except LeaseLost:
-            logger.warning("lease lost; stopping")
-            return _Outcome("stopped")
-        except ServerThrottled as exc:
-            self._record_failure("throttled", exc)
-            return _Outcome("failed", exc.retry_after_s)
-        except TransientError as exc:
-            self._record_failure("transient", exc)
-            return _Outcome("failed")
-        except PermanentError as exc:
-            self._record_failure("permanent", exc)
-            return _Outcome("parked")
-        except Exception as exc:
-            if not self._stop.is_set():
-                logger.exception("connection loop failed unexpectedly")
-            self._record_failure("unexpected", exc)
-            return _Outcome("failed", self._policy.max_s / 2)
-        finally:
-            self._close_session()
-            if holding and self.slots is not None:
-                self.slots.give_back()
-
-    def _round_wait_s(self) -> float:
-        """Between two rounds of a visiting loop: the poll interval, jittered."""
-        spread = 1 + self._settings.timer_jitter_pct * (2 * self._context.rng.random() - 1)
-        return self._settings.poll_interval_ms / 1000 * spread
-
-    def _open_session(self) -> ImapSession:
-        login = self._context.load_login(self.provider)
+        previous, self._login = self._login, None
+        rejected = None
+        if refresh_token and isinstance(previous, OAuthLogin):
+            rejected = previous.access_token
+        self._login = login = self._context.load_login(self.provider, rejected=rejected)
         endpoint = self.provider.endpoint
         keepalive = endpoint.socket_keepalive
         options = ConnectOptions(
@@ -246,35 +253,21 @@ class ConnectionLoop:
             verify_tls=self._settings.tls_reject_unauthorized,
             allow_private_hosts=self._settings.allow_private_hosts,
         )
-        try:
-            session = ImapSession.open(endpoint, login, options)
-        except AuthenticationFailed:
-            if not isinstance(login, OAuthLogin) or login.fresh:
-                raise
-            logger.info("access token refused; refreshing it and trying once more")
-            login = self._context.load_login(self.provider, rejected=login.access_token)
-            session = ImapSession.open(endpoint, login, options)
-        self._session = session
-        return session
+        self._session = session = ImapSession.open(endpoint, login, options)
+        self._connected_at = time.monotonic()
+        self._connection_opened()
+        return Connected(idle_capable=session.has_capability("IDLE"))
 
-    def _record_failure(self, kind: str, exc: BaseException) -> None:
-        if self._stop.is_set():  # cutting the connection is how a stop interrupts a command
-            logger.info("connection closed to stop (%s)", type(exc).__name__)
-            return
-        message = str(exc) if isinstance(exc, EmailServiceError) else type(exc).__name__
-        goodbye = self._session.server_goodbye() if self._session is not None else None
-        if goodbye and goodbye not in message:  # a BYE the library's error left out
-            message = f"{message}; the server said: {goodbye}"
-        logger.warning("%s error: %s", kind, message)
-        self._context.metrics.add("email_service_listener_errors_total", kind=kind)
-        try:
-            self._context.providers.save_status(
-                self.provider, status="error", error=message, fence=self.fence
-            )
-        except LeaseLost:
-            self._stop.set()
-        except EmailServiceError:
-            logger.warning("could not record the error on the provider row", exc_info=True)
+    def _mark_connected(self) -> None:
+        assert self._session is not None, "marked connected without a session"
+        self._context.providers.save_status(
+            self.provider,
+            status="connected",
+            error=None,
+            fence=self.fence,
+            capabilities=self._session.capabilities,
+            synced=True,
+        )
 
     def _close_session(self) -> None:
         session, self._session = self._session, None

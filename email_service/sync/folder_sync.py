@@ -5,14 +5,10 @@ STATUS poller both call ``open_folder`` after EXAMINE and ``catch_up`` whenever 
 may have changed. The cursor moves only after the events of its UIDs are in Redis; the
 publisher skips UIDs already published, so a crash between the two publishes nothing twice.
 
-Catching up, per chunk of ``SIZES_PER_FETCH`` UIDs above the cursor::
-
-    UID FETCH RFC822.SIZE ─► plan_fetch_batches (ingest/limits.py): consecutive batches by size
-      ├─ whole:   UID FETCH BODY.PEEK[] (at most IMAP_FETCH_BATCH_SIZE and 8 MiB a batch)
-      ├─ headers: above IMAP_MAX_RAW_MIME_BYTES: header section + BODYSTRUCTURE, then the
-      │           body text parts, each cut to what IMAP_MAX_BODY_TEXT_BYTES can use
-      └─ missing: no size after the retries: a dead letter (``unfetchable``)
-    ─► ingest.build_entry: event or dead letter ─► publish ─► cursor := batch's last UID
+Catching up fetches the sizes of up to ``SIZES_PER_FETCH`` UIDs above the cursor, plans
+batches by size (``ingest.limits.plan_fetch_batches``; fetched by ``sync.fetching``), turns
+each message into an event or a dead letter (``ingest.entry``), publishes, then moves the
+cursor to the batch's last UID (docs/architecture.md, "One folder, from IMAP to the stream").
 
 No message can stop the folder:
 
@@ -27,15 +23,12 @@ No message can stop the folder:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import random
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -46,32 +39,16 @@ from email_service.errors import (
     PublishFailed,
     StorageUnavailable,
 )
-from email_service.imap.fetched import Fetched, FetchedHeaders, FetchedMessage
-from email_service.imap.session import FolderStatus, ImapSession, Login
-from email_service.ingest.entry import (
-    IngestTarget,
-    content_sections,
-    sections_to_fetch,
-    unfetchable_entry,
-)
-from email_service.ingest.limits import (
-    HEADERS,
-    MISSING,
-    FetchBatch,
-    IngressLimits,
-    entry_bytes,
-    plan_fetch_batches,
-)
-from email_service.ingest.parse_pool import EntryBuilder, PendingEntries
-from email_service.metrics import Metrics
+from email_service.imap.fetched import Fetched
+from email_service.imap.session import FolderStatus, ImapSession
+from email_service.ingest.entry import IngestTarget, unfetchable_entry
+from email_service.ingest.limits import FetchBatch, IngressLimits, entry_bytes, plan_fetch_batches
+from email_service.ingest.parse_pool import PendingEntries
 from email_service.model import FolderCursor, FolderKey, ProviderConfig
 from email_service.publish.backpressure import Pause
 from email_service.publish.events import StreamEntry
-from email_service.publish.gate import PublishGate
-from email_service.publish.publisher import EventPublisher
-from email_service.settings import Settings
-from email_service.store.cursors import CursorStore
-from email_service.store.providers import ProviderStore
+from email_service.sync.context import ListenerContext
+from email_service.sync.fetching import fetcher_for
 from email_service.sync.folder_check import check_search
 from email_service.sync.plan import CatchUp, Rebaseline, plan_baseline, plan_sync, split_batches
 
@@ -106,30 +83,6 @@ _retry_writes = retry(
     wait=wait_exponential(multiplier=0.2, max=2),
     reraise=True,
 )
-
-
-class LoadLogin(Protocol):
-    """How a connection gets its credentials (``imap.logins.LoginSource.login_for``)."""
-
-    def __call__(self, provider: ProviderConfig, *, rejected: str | None = None) -> Login: ...
-
-
-@dataclass
-class ListenerContext:
-    """What every listener of a worker shares."""
-
-    settings: Settings
-    cursors: CursorStore
-    providers: ProviderStore
-    publisher: EventPublisher
-    load_login: LoadLogin
-    metrics: Metrics
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    #: Parses fetched batches (a process pool, or inline).
-    builder: EntryBuilder = field(default_factory=lambda: EntryBuilder(0))
-    rng: random.Random = field(default_factory=random.Random)
-    #: Holds batches while Redis is above its water marks (None: never held).
-    gate: PublishGate | None = None
 
 
 @dataclass(frozen=True)
@@ -398,18 +351,8 @@ class FolderSync:
         return [(uid, sizes.get(uid)) for uid in uids if uid not in gone]
 
     def _fetch_batch(self, session: ImapSession, batch: FetchBatch) -> dict[int, Fetched]:
-        fetched: dict[int, Fetched] = {}
-        if batch.mode == HEADERS:
-            fetched.update(
-                self._fetch_with_retries(
-                    batch.uids, lambda uids: fetch_without_body(session, uids, self.limits)
-                )
-            )
-        elif batch.mode != MISSING:
-            fetched.update(
-                self._fetch_with_retries(batch.uids, lambda uids: fetch_whole(session, uids))
-            )
-        return fetched
+        fetch = fetcher_for(session, batch.mode, self.limits)
+        return {} if fetch is None else self._fetch_with_retries(batch.uids, fetch)
 
     @_retry_writes
     def _publish(self, uid_validity: int, entries: list[StreamEntry]) -> None:
@@ -437,30 +380,3 @@ class FolderSync:
     @_retry_writes
     def _save_cursor(self, cursor: FolderCursor) -> None:
         self.context.cursors.advance_cursor(self.key, cursor, self.fence)
-
-
-def fetch_whole(session: ImapSession, uids: Sequence[int]) -> dict[int, FetchedMessage]:
-    """The messages among ``uids`` downloaded whole, by UID."""
-    return {message.uid: message for message in session.fetch_messages(uids)}
-
-
-def fetch_without_body(
-    session: ImapSession, uids: Sequence[int], limits: IngressLimits
-) -> dict[int, FetchedHeaders]:
-    """Messages too large to download whole: header section, structure, and the body text
-    parts the event will use, each cut to what the body cap can use."""
-    found = {}
-    for headers in session.fetch_headers(uids):
-        sections = sections_to_fetch(headers, limits)
-        contents = content_sections(headers, limits)
-        data = session.fetch_sections(
-            headers.uid,
-            [(section.section, section.max_octets) for section in sections] + contents,
-        )
-        complete = frozenset(
-            section.section
-            for section in sections
-            if section.complete or len(data.get(section.section, b"")) < section.max_octets
-        ) | frozenset(name for name, octets in contents if len(data.get(name, b"")) >= octets)
-        found[headers.uid] = dataclasses.replace(headers, sections=data, complete_sections=complete)
-    return found

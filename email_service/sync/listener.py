@@ -1,26 +1,14 @@
 """Follows one folder in IDLE and publishes its new mail (shell).
 
-State machine (the connection part is ``connection_loop``; decisions are in ``sync_plan``,
-``folder_check`` and ``backoff``)::
+The folder's state machine is ``sync.folder_machine`` (drawn in docs/architecture.md, "The
+state machine of a folder"); this class carries out its actions about the folder: open it
+(EXAMINE, the cursor re-baselined when it is not the folder's), catch up (``FolderSync``,
+verifying first when asked), and wait in IDLE for what the server announces.
 
-    CONNECT + LOGIN ──► EXAMINE (read-only) ──► no cursor / UIDVALIDITY changed ──► REBASELINE
-                             │ cursor matches                                     ▲      │
-                             ▼                                       changed      │      │
-                        CATCH UP ◄──── VERIFY: EXAMINE again ─────────────────────┘      │
-                        every UID above the cursor, in batches:   ▲  │ unchanged         │
-                        fetch BODY.PEEK[] → event or dead letter  │  ▼                   │
-                        → publish → cursor        ◄───────────────┼── CATCH UP ◄─────────┘
-                             │   ▲                                │
-                             │   │ EXISTS announced during it     │ [CLOSED], EXPUNGE storm,
-                             ▼   │                                │ EXISTS below the count,
-                        IDLE / POLL WAIT ── EXISTS ──► CATCH UP   │ a search that does not fit
-                                  │                               │ the cursor
-                                  └── re-issue timer (IDLE) or poll timer ───► VERIFY
-    any transient error → BACKOFF → CONNECT; permanent → PARKED; lease lost or stop → STOPPED
-
-VERIFY is also the periodic reconciliation and the liveness check (it replaces a NOOP), so
-a folder recreated under a session is noticed at once when the server's responses reveal
-it, and otherwise within one IDLE re-issue (``IMAP_IDLE_REISSUE_MS``) or poll interval.
+Verifying (EXAMINE again) is also the periodic reconciliation and the liveness check (it
+replaces a NOOP), so a folder recreated under a session is noticed at once when the
+server's responses reveal it, and otherwise within one IDLE re-issue
+(``IMAP_IDLE_REISSUE_MS``) or poll interval.
 """
 
 from __future__ import annotations
@@ -29,15 +17,27 @@ import logging
 
 from email_service import logs
 from email_service.imap.session import ImapSession
-from email_service.model import FolderKey, ProviderConfig
+from email_service.model import FolderCursor, FolderKey, ProviderConfig
 from email_service.sync.connection_loop import ConnectionLoop
-from email_service.sync.folder_sync import FolderSync, ListenerContext
+from email_service.sync.context import ListenerContext
+from email_service.sync.folder_actions import (
+    Action,
+    OpenFolder,
+    SyncFolder,
+    WaitForChanges,
+)
+from email_service.sync.folder_machine import (
+    CaughtUp,
+    ChangesSeen,
+    Event,
+    Follows,
+    Stop,
+    WaitEnded,
+)
+from email_service.sync.folder_sync import FolderSync
 from providers.presets import idle_reissue_ms
 
 logger = logging.getLogger(__name__)
-
-#: Why the periodic reconciliation verifies the folder (in the log when it changed).
-RECONCILIATION = "the periodic reconciliation"
 
 
 class FolderListener(ConnectionLoop):
@@ -57,48 +57,37 @@ class FolderListener(ConnectionLoop):
             fence,
             context,
             name=f"listener-{provider.id[:8]}-{folder}",
+            follows=Follows.FOLDER,
+            idle_reissue_ms=idle_reissue_ms(
+                provider.provider_type, context.settings.idle_reissue_ms
+            ),
             start_delay_s=start_delay_s,
         )
         self.key = FolderKey(provider.tenant, provider.id, folder)
         self._sync = FolderSync(provider, folder, fence, context, self._stop)
+        self._cursor: FolderCursor | None = None
 
     def _bind_log_context(self) -> None:
         logs.bind_context(
             tenant=self.key.tenant, provider=self.key.provider_id, folder=self.key.folder
         )
 
-    def _follow(self, session: ImapSession) -> None:
-        _status, cursor = self._sync.open_folder(session)
-        self._mark_connected(session)
-        idle = session.has_capability("IDLE")
-        reissue_ms = idle_reissue_ms(self.provider.provider_type, self._settings.idle_reissue_ms)
-        reissue_s = reissue_ms / 1000
-        verify: str | None = None
-        while not self._stop.is_set():
-            verify = verify or session.take_signals().verify
-            if verify is not None:
-                cursor = self._sync.verify_folder(session, verify)
-                verify = None
-            cursor = self._sync.catch_up(session, cursor)
-            if self._stop.is_set():
-                break
-            signals = session.take_signals()
-            if signals.verify is not None or signals.new_mail:
-                verify = signals.verify  # seen during the catch-up: the server won't repeat it
-                continue
-            self._check_renewal(session)
-            self._set_state("idle" if idle else "polling")
-            if idle:
-                signals = session.wait_for_changes(self._stop, self._wait_cap_s(session, reissue_s))
-                verify = signals.verify
-                if not signals.new_mail and verify is None:
-                    if self._stop.is_set():
-                        break
-                    self._check_renewal(session)
-                    verify = RECONCILIATION  # also the liveness check before IDLE again
-            else:
-                wait_s = self._wait_cap_s(session, self._settings.poll_interval_ms / 1000)
-                if self._stop.wait(wait_s):
-                    break
-                verify = RECONCILIATION
-            self._set_state("syncing")
+    def _perform_folder_action(self, session: ImapSession, action: Action) -> Event | None:
+        match action:
+            case OpenFolder():
+                _status, self._cursor = self._sync.open_folder(session)
+                return None
+            case SyncFolder(verify):
+                assert self._cursor is not None, "caught up before the folder was opened"
+                verify = verify or session.take_signals().verify
+                if verify is not None:
+                    self._cursor = self._sync.verify_folder(session, verify)
+                self._cursor = self._sync.catch_up(session, self._cursor)
+                signals = session.take_signals()
+                return CaughtUp(signals.new_mail, signals.verify, self._renew_in_s())
+            case WaitForChanges(timeout_s):
+                signals = session.wait_for_changes(self._stop, timeout_s)
+                if signals.new_mail or signals.verify is not None:
+                    return ChangesSeen(signals.new_mail, signals.verify)
+                return Stop() if self._stop.is_set() else WaitEnded(self._renew_in_s())
+        raise AssertionError(f"a listener does not {action}")

@@ -50,7 +50,8 @@ from email_service.sync.budget import (
     plan_tenant_share,
 )
 from email_service.sync.connection_loop import ConnectionLoop
-from email_service.sync.folder_sync import ListenerContext
+from email_service.sync.context import ListenerContext
+from email_service.sync.folder_machine import FolderState
 from email_service.sync.listener import FolderListener
 from email_service.sync.poller import FolderPoller
 from email_service.sync.slots import ConnectionSlots
@@ -72,17 +73,7 @@ from email_service.worker.supervision import (
 logger = logging.getLogger(__name__)
 
 #: Every state a connection reports, for the gauge (zeros are exported too).
-LISTENER_STATES = (
-    "starting",
-    "waiting",
-    "connecting",
-    "syncing",
-    "idle",
-    "polling",
-    "backoff",
-    "parked",
-    "stopped",
-)
+LISTENER_STATES = tuple(FolderState)
 #: Seconds the worker waits for its listeners to finish on shutdown; the Helm chart's
 #: terminationGracePeriodSeconds must stay above this.
 SHUTDOWN_TIMEOUT_S = 20
@@ -461,11 +452,11 @@ class Supervisor:
         """Listener states and leases, when /metrics is read (on the HTTP thread: the
         supervisor may change ``_listeners`` meanwhile, so it is copied in one step)."""
         metrics = self._parts.listener_context.metrics
-        counts: dict[str, int] = {}
+        counts: dict[FolderState, int] = {}
         for _version, loop in list(self._listeners.values()):
             counts[loop.state] = counts.get(loop.state, 0) + 1
         for state in LISTENER_STATES:
-            metrics.set("email_service_listeners", counts.get(state, 0), state=state)
+            metrics.set("email_service_listeners", counts.get(state, 0), state=state.value)
         metrics.set("email_service_leases_held", len(self._held))
 
 

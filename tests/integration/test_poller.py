@@ -13,7 +13,7 @@ from email_service.devserver.dovecot import DovecotServer
 from email_service.imap.session import Login
 from email_service.model import FolderKey, ProviderConfig
 from email_service.settings import Settings
-from email_service.sync.folder_sync import ListenerContext
+from email_service.sync.context import ListenerContext
 from email_service.sync.poller import FolderPoller
 from tests.conftest import MailUser
 from tests.helpers import make_message, stream_events, subjects, unique, wait_for
