@@ -88,10 +88,10 @@ class ConnectionLoop:
         self._connected_at: float | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._policy = BackoffPolicy(
-            base_s=self._settings.reconnect_base_ms / 1000,
-            max_s=self._settings.reconnect_max_ms / 1000,
-            jitter_pct=self._settings.reconnect_jitter_pct,
-            stable_s=self._settings.reconnect_stable_ms / 1000,
+            base_s=self._settings.reconnect.base_s,
+            max_s=self._settings.reconnect.max_s,
+            jitter_pct=self._settings.reconnect.jitter_pct,
+            stable_s=self._settings.reconnect.stable_s,
         )
 
     # -- control, from the supervisor's thread ---------------------------------------------
@@ -233,19 +233,15 @@ class ConnectionLoop:
 
     def _round_wait_s(self) -> float:
         """Between two rounds of a visiting loop: the poll interval, jittered."""
-        spread = 1 + self._settings.timer_jitter_pct * (2 * self._context.rng.random() - 1)
-        return self._settings.poll_interval_ms / 1000 * spread
+        spread = 1 + self._settings.reconnect.timer_jitter_pct * (
+            2 * self._context.rng.random() - 1
+        )
+        return self._settings.imap.poll_interval_s * spread
 
     def _open_session(self) -> ImapSession:
         login = self._context.load_login(self.provider)
         endpoint = self.provider.endpoint
-        keepalive = endpoint.socket_keepalive
-        options = ConnectOptions(
-            timeout_s=(endpoint.timeout_ms or self._settings.connection_timeout_ms) / 1000,
-            keepalive=self._settings.socket_keepalive if keepalive is None else keepalive,
-            verify_tls=self._settings.tls_reject_unauthorized,
-            allow_private_hosts=self._settings.allow_private_hosts,
-        )
+        options = ConnectOptions.for_endpoint(endpoint, self._settings.imap)
         try:
             session = ImapSession.open(endpoint, login, options)
         except AuthenticationFailed:

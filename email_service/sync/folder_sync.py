@@ -58,7 +58,6 @@ from email_service.ingest.limits import (
     HEADERS,
     MISSING,
     FetchBatch,
-    IngressLimits,
     entry_bytes,
     plan_fetch_batches,
 )
@@ -69,7 +68,7 @@ from email_service.publish.backpressure import Pause
 from email_service.publish.events import StreamEntry
 from email_service.publish.gate import PublishGate
 from email_service.publish.publisher import EventPublisher
-from email_service.settings import Settings
+from email_service.settings import IngressLimits, Settings
 from email_service.store.cursors import CursorStore
 from email_service.store.providers import ProviderStore
 from email_service.sync.folder_check import check_search
@@ -185,7 +184,7 @@ class FolderSync:
         self.fence = fence
         self.context = context
         self.settings = context.settings
-        self.limits = IngressLimits.from_settings(context.settings)
+        self.limits = context.settings.ingest
         self.stop = stop
         self._failures = FetchFailures()
 
@@ -212,7 +211,7 @@ class FolderSync:
             case Rebaseline(reason):
                 baseline = plan_baseline(
                     session.search_all_uids(),
-                    window=self.settings.max_emails_per_sync,
+                    window=self.settings.imap.max_emails_per_sync,
                     uid_validity=uid_validity,
                     uid_next=uid_next,
                 )
@@ -269,7 +268,7 @@ class FolderSync:
             provider_type=self.provider_type,
             uid_validity=cursor.uid_validity,
             limits=self.limits,
-            channel_by_tenant=self.settings.event_channel_by_tenant,
+            channel_by_tenant=self.settings.streams.event_channel_by_tenant,
         )
         building: deque[_Building] = deque()
         for chunk in split_batches(uids, SIZES_PER_FETCH):

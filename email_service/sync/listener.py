@@ -32,7 +32,7 @@ from email_service.imap.session import ImapSession
 from email_service.model import FolderKey, ProviderConfig
 from email_service.sync.connection_loop import ConnectionLoop
 from email_service.sync.folder_sync import FolderSync, ListenerContext
-from providers.presets import idle_reissue_ms
+from providers.presets import idle_reissue_s
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,7 @@ class FolderListener(ConnectionLoop):
         _status, cursor = self._sync.open_folder(session)
         self._mark_connected(session)
         idle = session.has_capability("IDLE")
-        reissue_ms = idle_reissue_ms(self.provider.provider_type, self._settings.idle_reissue_ms)
-        reissue_s = reissue_ms / 1000
+        reissue_s = idle_reissue_s(self.provider.provider_type, self._settings.imap.idle_reissue_s)
         verify: str | None = None
         while not self._stop.is_set():
             verify = verify or session.take_signals().verify
@@ -97,7 +96,7 @@ class FolderListener(ConnectionLoop):
                     self._check_renewal(session)
                     verify = RECONCILIATION  # also the liveness check before IDLE again
             else:
-                wait_s = self._wait_cap_s(session, self._settings.poll_interval_ms / 1000)
+                wait_s = self._wait_cap_s(session, self._settings.imap.poll_interval_s)
                 if self._stop.wait(wait_s):
                     break
                 verify = RECONCILIATION

@@ -111,14 +111,14 @@ class FolderPoller(ConnectionLoop):
             return
         self._followed = {}
         self._mark_connected(session)
-        interval_s = self._settings.poll_interval_ms / 1000
+        interval_s = self._settings.imap.poll_interval_s
         previous: int | None = None
         while not self._stop.is_set():
             step = plan_poll_step(
                 previous,
                 folder_count=len(self._syncs),
                 interval_s=interval_s,
-                jitter_pct=self._settings.timer_jitter_pct,
+                jitter_pct=self._settings.reconnect.timer_jitter_pct,
                 random_unit=self._context.rng.random(),
             )
             previous = step.folder_index
