@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.commands import measure_commands
     from bench.failover import measure_failover
     from bench.fanout import measure_fanout
-    from bench.latency_and_drain import DEFAULTS, measure_drain, measure_latency
+    from bench.latency_and_drain import measure_drain, measure_latency
+    from email_service.settings import default_of
 
     size = sizes(args)
     steps: dict[str, Callable[[], dict[str, object]]] = {
@@ -140,10 +141,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "sizes": size,
         "settings": {
-            "startup_stagger_ms": DEFAULTS.startup_stagger_ms,
-            "lease_ttl_ms": DEFAULTS.lease_ttl_ms,
-            "provider_refresh_ms": DEFAULTS.provider_refresh_ms,
-            "fetch_batch_size": DEFAULTS.fetch_batch_size,
+            "startup_stagger_ms": default_of("IMAP_STARTUP_STAGGER_MS"),
+            "lease_ttl_ms": default_of("IMAP_LEASE_TTL_MS"),
+            "provider_refresh_ms": default_of("IMAP_PROVIDER_REFRESH_MS"),
+            "fetch_batch_size": default_of("IMAP_FETCH_BATCH_SIZE"),
         },
     }
     for name in MEASUREMENTS:

@@ -26,9 +26,9 @@ from bench.common import BENCH_TENANT, mixed_message
 from email_service.contract.check import check_entry, load_schema
 from email_service.imap.fetched import FetchedMessage
 from email_service.ingest.entry import IngestTarget, build_entry
-from email_service.ingest.limits import IngressLimits
 from email_service.model import FolderKey
 from email_service.publish.events import StreamEntry
+from email_service.settings import IngressLimits
 
 
 def measure(messages: int) -> dict[str, float]:

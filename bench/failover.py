@@ -52,7 +52,7 @@ from email_service.devserver.dovecot import DovecotServer, start_dovecot
 from email_service.devserver.fake_imap import FakeImapServer
 from email_service.devserver.samples import make_message
 from email_service.security.secretbox import generate_key
-from email_service.settings import Settings
+from email_service.settings import default_of
 
 #: Seconds allowed for any one wait (balance, takeover, events on the stream).
 WAIT_S = 180
@@ -193,7 +193,6 @@ def measure_failover(
     rate_window_s: float = 60,
 ) -> dict[str, object]:
     """Failover, balance and shutdown of three workers; defaults unless overridden."""
-    defaults = Settings.from_env({})
     overrides = {}
     if lease_ttl_ms is not None:
         overrides["IMAP_LEASE_TTL_MS"] = str(lease_ttl_ms)
@@ -251,9 +250,9 @@ def measure_failover(
     logins = reconnect_rate(rate_window_s) if rate_window_s > 0 else []
     return {
         "providers": providers,
-        "lease_ttl_ms": lease_ttl_ms or defaults.lease_ttl_ms,
-        "provider_refresh_ms": refresh_ms or defaults.provider_refresh_ms,
-        "startup_stagger_ms": defaults.startup_stagger_ms,
+        "lease_ttl_ms": lease_ttl_ms or default_of("IMAP_LEASE_TTL_MS"),
+        "provider_refresh_ms": refresh_ms or default_of("IMAP_PROVIDER_REFRESH_MS"),
+        "startup_stagger_ms": default_of("IMAP_STARTUP_STAGGER_MS"),
         "default_settings": lease_ttl_ms is None and refresh_ms is None,
         "start_to_balanced_s": round(start_s, 2),
         "balance_at_start": balance_start,

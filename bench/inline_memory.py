@@ -17,8 +17,9 @@ import redis
 
 from email_service.imap.fetched import FetchedMessage
 from email_service.ingest.entry import IngestTarget, build_entry
-from email_service.ingest.limits import IngressLimits, entry_bytes
+from email_service.ingest.limits import entry_bytes
 from email_service.model import FolderKey
+from email_service.settings import IngressLimits
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
 TENANT = "00000000-0000-4000-8000-000000000001"

@@ -213,7 +213,7 @@ def measure_drain(
         worker.wait_for_idle(1, 60)
         worker.stop()
         total_bytes = fill_backlog(server, "svc", backlog)
-        bare = [bare_fetch_and_parse(server, "svc", DEFAULTS.fetch_batch_size)]
+        bare = [bare_fetch_and_parse(server, "svc", DEFAULTS.ingest.fetch_batch_size)]
         worker = WorkerProcess.start(env, workdir / "worker.log")
         started = worker.started
         wait_for_length(client, stream, 1, 60)
@@ -222,7 +222,7 @@ def measure_drain(
         drained = time.monotonic()
         worker.stop()
         worker = None
-        bare.append(bare_fetch_and_parse(server, "svc", DEFAULTS.fetch_batch_size))
+        bare.append(bare_fetch_and_parse(server, "svc", DEFAULTS.ingest.fetch_batch_size))
         published = client.xlen(stream)
         stream_bytes = int(client.memory_usage(stream, samples=0) or 0)
     finally:
@@ -238,7 +238,7 @@ def measure_drain(
         "messages": backlog,
         "redis_bytes_per_1000_events": stream_bytes * 1000 // max(published, 1),
         "average_kib": round(total_bytes / backlog / 1024, 1),
-        "fetch_batch": DEFAULTS.fetch_batch_size,
+        "fetch_batch": DEFAULTS.ingest.fetch_batch_size,
         "baseline_passes": bare,
         "baseline_per_s": best["per_s"],
         "service_start_to_last_event_s": round(from_start_s, 2),

@@ -116,7 +116,7 @@ def connection_limit(provider_type: str, configured: int) -> int:
     return configured if limit is None else min(configured, limit)
 
 
-def idle_reissue_ms(provider_type: str, configured_ms: int) -> int:
-    """How long one IDLE may run: the setting, capped by what the provider tolerates."""
-    limit = preset_for(provider_type).idle_reissue_ms
-    return configured_ms if limit is None else min(configured_ms, limit)
+def idle_reissue_s(provider_type: str, configured_s: float) -> float:
+    """Seconds one IDLE may run: the setting, capped by what the provider tolerates."""
+    limit_ms = preset_for(provider_type).idle_reissue_ms
+    return configured_s if limit_ms is None else min(configured_s, limit_ms / 1000)

@@ -56,7 +56,7 @@ def build_app(parts: ApiParts) -> web.Application:
     """The API with ``/health``, ``/ready``, ``/metrics`` and ``/api/openapi.json``."""
     app = web.Application(
         middlewares=[_respond, _authenticate],
-        client_max_size=parts.settings.api_max_body_bytes,
+        client_max_size=parts.settings.api.max_body_bytes,
     )
     app[PARTS] = parts
     app.on_response_prepare.append(_add_response_headers)
@@ -127,7 +127,7 @@ async def _respond(request: web.Request, handler: Handler) -> web.StreamResponse
     request[REQUEST_ID_KEY] = request_id
     logs.bind_context(request=request_id)
     origin = request.headers.get("Origin")
-    allowed = parts.settings.api_cors_origins
+    allowed = parts.settings.api.cors_origins
     response: web.StreamResponse
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         headers = cors.preflight_headers(origin, allowed)
@@ -192,11 +192,11 @@ def _check_query(request: web.Request) -> None:
 async def _checked(request: web.Request, handler: Handler, parts: ApiParts) -> web.StreamResponse:
     _check_query(request)
     length = request.content_length
-    if length is not None and length > parts.settings.api_max_body_bytes:
+    if length is not None and length > parts.settings.api.max_body_bytes:
         raise ApiProblem(
             413,
             "payload_too_large",
-            f"the request body is larger than {parts.settings.api_max_body_bytes} bytes",
+            f"the request body is larger than {parts.settings.api.max_body_bytes} bytes",
         )
     return await handler(request)
 
@@ -207,7 +207,7 @@ async def _add_response_headers(request: web.Request, response: web.StreamRespon
     if REQUEST_ID_KEY in request:
         response.headers["X-Request-Id"] = request[REQUEST_ID_KEY]
     if not (request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers):
-        allowed = parts_of(request).settings.api_cors_origins
+        allowed = parts_of(request).settings.api.cors_origins
         response.headers.update(cors.cors_headers(request.headers.get("Origin"), allowed))
 
 

@@ -87,7 +87,7 @@ class TokenVerifier:
         """The verifier, or ``InvalidSettings`` naming the variable that is missing or bad."""
         key_text = settings.require_api_jwt_key()
         key: OctKey | RSAKey
-        if settings.api_jwt_algorithm == "hs256":
+        if settings.api.jwt_algorithm == "hs256":
             key = OctKey.import_key(key_text)
         else:
             try:
@@ -103,12 +103,12 @@ class TokenVerifier:
                     "public key (openssl rsa -pubout)"
                 )
         return cls(
-            algorithm=settings.api_jwt_algorithm.upper(),
+            algorithm=settings.api.jwt_algorithm.upper(),
             key=key,
-            issuer=settings.api_jwt_issuer,
-            audience=settings.api_jwt_audience,
-            tenant_claim=settings.api_tenant_claim,
-            service_tokens=settings.api_service_tokens,
+            issuer=settings.api.jwt_issuer,
+            audience=settings.api.jwt_audience,
+            tenant_claim=settings.api.tenant_claim,
+            service_tokens=settings.api.service_tokens,
         )
 
     def verify(self, authorization: str | None, tenant_header: str | None, *, now_s: int) -> Caller:
@@ -177,18 +177,18 @@ def sign_token(
     settings: Settings, tenant: str, *, ttl_s: int = DEFAULT_TOKEN_TTL_S, subject: str = ""
 ) -> str:
     """An HS256 token for ``tenant`` signed with the configured secret (for development)."""
-    if settings.api_jwt_algorithm != "hs256":
+    if settings.api.jwt_algorithm != "hs256":
         raise InvalidSettings(
             "tokens can only be made here with EMAIL_SERVICE_API_JWT_ALGORITHM=hs256; with "
             "rs256 the token issuer holds the private key"
         )
     now = int(time.time())
-    claims: dict[str, Any] = {settings.api_tenant_claim: tenant, "iat": now, "exp": now + ttl_s}
+    claims: dict[str, Any] = {settings.api.tenant_claim: tenant, "iat": now, "exp": now + ttl_s}
     if subject:
         claims["sub"] = subject
-    if settings.api_jwt_issuer is not None:
-        claims["iss"] = settings.api_jwt_issuer
-    if settings.api_jwt_audience is not None:
-        claims["aud"] = settings.api_jwt_audience
+    if settings.api.jwt_issuer is not None:
+        claims["iss"] = settings.api.jwt_issuer
+    if settings.api.jwt_audience is not None:
+        claims["aud"] = settings.api.jwt_audience
     key = OctKey.import_key(settings.require_api_jwt_key())
     return jwt.encode({"alg": "HS256"}, claims, key, algorithms=["HS256"])

@@ -37,7 +37,7 @@ from email_service.errors import EmailServiceError, FolderMissing
 from email_service.imap.session import ImapSession, Login
 from email_service.ingest.transfer import TransferDecoder
 from email_service.model import ProviderConfig
-from email_service.settings import Settings
+from email_service.settings import ImapSettings
 from email_service.store.connection_records import ConnectionRecordStore
 from email_service.sync.budget import account_budget
 
@@ -133,10 +133,12 @@ class ContentStream:
 class ContentStreams:
     """Admits downloads and opens them (see the module docstring)."""
 
-    def __init__(self, imap: ImapCalls, records: ConnectionRecordStore, settings: Settings) -> None:
-        self._imap = imap
+    def __init__(
+        self, calls: ImapCalls, records: ConnectionRecordStore, imap: ImapSettings
+    ) -> None:
+        self._imap = calls
         self._records = records
-        self._settings = settings
+        self._limits = imap
         self._by_tenant: Counter[str] = Counter()
         self._by_provider: Counter[str] = Counter()
 
@@ -198,13 +200,13 @@ class ContentStreams:
         for_provider, for_tenant = await asyncio.to_thread(
             self._records.held_for, tenant, provider.id
         )
-        budget = account_budget(provider, self._settings.max_connections_per_account)
+        budget = account_budget(provider, self._limits.max_connections_per_account)
         if for_provider + self._by_provider[provider.id] + 1 > budget:
             raise self._limited(
                 f"the provider's {budget} connections are all in use (its folders and "
                 "downloads); retry shortly, or raise maxConnections"
             )
-        cap = self._settings.max_connections_per_tenant
+        cap = self._limits.max_connections_per_tenant
         if for_tenant + self._by_tenant[tenant] + 1 > cap:
             raise self._limited(
                 f"the tenant's {cap} connections (IMAP_MAX_CONNECTIONS_PER_TENANT) are all in "

@@ -18,6 +18,7 @@ with ``ImapSession.interrupt``, so the thread ends at once instead of at its soc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 import time
@@ -41,7 +42,7 @@ from email_service.errors import EmailServiceError, FolderMissing
 from email_service.imap.session import ConnectOptions, FolderList, ImapSession, Login
 from email_service.model import ProviderConfig
 from email_service.security.ssrf import decide_host
-from email_service.settings import Settings
+from email_service.settings import ApiSettings, ImapSettings
 from email_service.sync.budget import INBOX, rank_folders
 
 T = TypeVar("T")
@@ -59,7 +60,7 @@ MAX_LISTED_FOLDERS = 10_000
 MAX_LIST_BYTES = 2 * 1024 * 1024
 
 #: Socket timeouts of a call run this much past its deadline, so the deadline is what ends it.
-DEADLINE_MARGIN_MS = 1000
+DEADLINE_MARGIN_S = 1.0
 
 #: Resolves a host name to its addresses (text form); empty when it does not resolve.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -109,11 +110,13 @@ class _Deadline:
 class ImapCalls:
     """Host checks and short-lived IMAP sessions for the API."""
 
-    def __init__(self, settings: Settings, resolver: Resolver = resolve_addresses) -> None:
-        self._settings = settings
+    def __init__(
+        self, api: ApiSettings, imap: ImapSettings, resolver: Resolver = resolve_addresses
+    ) -> None:
+        self._imap = imap
         self._resolver = resolver
         self._pool = ThreadPoolExecutor(IMAP_THREADS, thread_name_prefix="api-imap")
-        self.timeout_s = settings.api_imap_timeout_ms / 1000
+        self.timeout_s = api.imap_timeout_s
         #: Calls running (or still on a pool thread after their deadline), per tenant.
         self._running: dict[str, int] = {}
 
@@ -130,7 +133,7 @@ class ImapCalls:
             )
         except TimeoutError:
             return "did not resolve in time; check the name"
-        return decide_host(addresses, allow_private=self._settings.allow_private_hosts)
+        return decide_host(addresses, allow_private=self._imap.allow_private_hosts)
 
     async def probe(self, provider: ProviderConfig, login: Login) -> ProbeOutcome:
         """Connect, log in, read capabilities and folders: the ``test`` call."""
@@ -275,17 +278,13 @@ class ImapCalls:
         )
 
     def _options(self, provider: ProviderConfig) -> ConnectOptions:
-        timeout_ms = provider.endpoint.timeout_ms or self._settings.connection_timeout_ms
-        if timeout_ms >= self._settings.api_imap_timeout_ms:
+        options = ConnectOptions.for_endpoint(provider.endpoint, self._imap)
+        timeout_s = options.timeout_s
+        if timeout_s >= self.timeout_s:
             # The call's deadline decides (504, stage timeout), not a socket timeout that
             # would end at nearly the same moment and answer 502 instead.
-            timeout_ms = self._settings.api_imap_timeout_ms + DEADLINE_MARGIN_MS
-        return ConnectOptions(
-            timeout_s=timeout_ms / 1000,
-            keepalive=False,
-            verify_tls=self._settings.tls_reject_unauthorized,
-            allow_private_hosts=self._settings.allow_private_hosts,
-        )
+            timeout_s = self.timeout_s + DEADLINE_MARGIN_S
+        return dataclasses.replace(options, timeout_s=timeout_s, keepalive=False)
 
     def open_session(
         self, provider: ProviderConfig, login: Login, holder: SessionHolder

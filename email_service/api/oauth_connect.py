@@ -80,7 +80,7 @@ def add_routes(app: web.Application) -> None:
 
 def _state_secret(parts: ApiParts) -> str:
     settings = parts.settings
-    if settings.oauth_state_secret is None or not settings.oauth_redirect_uris:
+    if settings.oauth.state_secret is None or not settings.oauth.redirect_uris:
         raise ApiProblem(
             503,
             "oauth_not_configured",
@@ -88,7 +88,7 @@ def _state_secret(parts: ApiParts) -> str:
             "EMAIL_SERVICE_OAUTH_STATE_SECRET and EMAIL_SERVICE_OAUTH_REDIRECT_URIS",
             headers={"Retry-After": "3600"},
         )
-    return settings.oauth_state_secret
+    return settings.oauth.state_secret
 
 
 def _validate_initiate(body: Any, allowed: tuple[str, ...]) -> tuple[str, str]:
@@ -124,7 +124,12 @@ async def _oauth_provider(parts: ApiParts, tenant: str, provider_id: str) -> Pro
 async def _client_config(parts: ApiParts, provider: ProviderConfig) -> OAuthClientConfig:
     def load() -> OAuthClientConfig:
         secret = parts.secrets.load_optional(provider.tenant, provider.client_secret_name())
-        return client_config(provider, parts.settings, secret)
+        return client_config(
+            provider,
+            parts.settings.oauth,
+            secret,
+            allow_private_hosts=parts.settings.imap.allow_private_hosts,
+        )
 
     try:
         return await asyncio.to_thread(load)
@@ -141,7 +146,7 @@ async def initiate(request: web.Request) -> web.Response:
     tenant = caller.tenant
     key = _state_secret(parts)
     provider_id, redirect_uri = _validate_initiate(
-        await read_json(request), parts.settings.oauth_redirect_uris
+        await read_json(request), parts.settings.oauth.redirect_uris
     )
     provider = await _oauth_provider(parts, tenant, provider_id)
     config = await _client_config(parts, provider)
@@ -231,7 +236,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
             code=code,
             redirect_uri=flow.redirect_uri,
             code_verifier=flow.code_verifier,
-            timeout_s=parts.settings.oauth_timeout_ms / 1000,
+            timeout_s=parts.settings.oauth.timeout_s,
         )
     except (ReauthorizationRequired, OAuthRequestRejected) as exc:
         raise ApiProblem(400, "code_rejected", f"the provider refused the code: {exc}") from None
@@ -263,7 +268,7 @@ def _finish(
     parts: ApiParts, provider_id: str, outcome: dict[str, str], *, status: int = 200
 ) -> web.StreamResponse:
     """Send the browser back to the UI, or answer JSON when no UI URL is configured."""
-    ui_url = parts.settings.oauth_ui_url
+    ui_url = parts.settings.oauth.ui_url
     if ui_url is None:
         if status >= 400:
             raise ApiProblem(status, outcome["error"], "the user did not grant access")

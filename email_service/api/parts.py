@@ -55,17 +55,18 @@ class ApiParts:
         verifier = TokenVerifier.from_settings(settings)
         box = SecretBox(settings.require_secret_keys())
         redis_client = connect_redis(settings.require_redis_url())
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.store.database_url)
         secrets = SecretStore(engine, box)
         metrics = Metrics()
         tokens = TokenManager(
             OAuthGrantStore(engine, secrets),
             secrets,
-            settings,
-            owner=f"api-{settings.worker_id}",
+            settings.oauth,
+            allow_private_hosts=settings.imap.allow_private_hosts,
+            owner=f"api-{settings.process.worker_id}",
             metrics=metrics,
         )
-        imap = ImapCalls(settings, resolver)
+        imap = ImapCalls(settings.api, settings.imap, resolver)
         return cls(
             settings=settings,
             engine=engine,
@@ -76,16 +77,16 @@ class ApiParts:
             verifier=verifier,
             imap=imap,
             limiter=RateLimiter(
-                capacity=settings.api_imap_calls_per_minute,
-                per_minute=settings.api_imap_calls_per_minute,
+                capacity=settings.api.imap_calls_per_minute,
+                per_minute=settings.api.imap_calls_per_minute,
             ),
             download_limiter=RateLimiter(
-                capacity=settings.api_content_fetches_per_minute,
-                per_minute=settings.api_content_fetches_per_minute,
+                capacity=settings.api.content_fetches_per_minute,
+                per_minute=settings.api.content_fetches_per_minute,
             ),
-            content=ContentStreams(imap, ConnectionRecordStore(engine), settings),
+            content=ContentStreams(imap, ConnectionRecordStore(engine), settings.imap),
             box=box,
-            logins=LoginSource(settings, secrets, tokens),
+            logins=LoginSource(settings.imap, secrets, tokens),
         )
 
     def close(self) -> None:

@@ -55,6 +55,7 @@ from email_service.errors import (
 from email_service.http.server import BODY_READ_TIMEOUT_S
 from email_service.imap.session import Login
 from email_service.model import KEEP, ProviderConfig
+from email_service.settings import MS_PER_S
 from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
 from email_service.sync.budget import plan_connections, rank_folders
 
@@ -212,8 +213,8 @@ async def provider_status(request: web.Request) -> web.Response:
     tenant_providers = await asyncio.to_thread(parts.providers.list_providers, tenant)
     plans = plan_connections(
         [p for p in tenant_providers if p.is_active and not p.is_paused],
-        per_account_default=parts.settings.max_connections_per_account,
-        per_tenant_cap=parts.settings.max_connections_per_tenant,
+        per_account_default=parts.settings.imap.max_connections_per_account,
+        per_tenant_cap=parts.settings.imap.max_connections_per_tenant,
     )
     stats = await asyncio.to_thread(load_provider_stats, parts.redis_client, tenant, provider_id)
     live_check = None
@@ -287,7 +288,9 @@ def _accepted(
             "providerId": provider_id,
             "action": action,
             "folders": list(folders),
-            "effectiveWithinMs": parts_of(request).settings.provider_refresh_ms,
+            "effectiveWithinMs": round(
+                parts_of(request).settings.leases.provider_refresh_s * MS_PER_S
+            ),
         },
         status=202,
     )
@@ -329,9 +332,9 @@ async def admit_imap_call(
     if wait_s is not None:
         count_imap_call(request, kind, "rate_limited")
         per_minute = (
-            parts.settings.api_content_fetches_per_minute
+            parts.settings.api.content_fetches_per_minute
             if download
-            else parts.settings.api_imap_calls_per_minute
+            else parts.settings.api.imap_calls_per_minute
         )
         what = "downloads" if download else "calls that open mail server connections"
         raise ApiProblem(
@@ -366,7 +369,7 @@ async def _require_usable_url(request: web.Request, name: str, url: str) -> None
     (a test or on-premises authorization server).
     """
     parts = urlsplit(url)
-    allow_private = parts_of(request).settings.allow_private_hosts
+    allow_private = parts_of(request).settings.imap.allow_private_hosts
     if parts.scheme != "https" and not allow_private:
         raise invalid_fields([FieldProblem(name, "expected an https URL")])
     host = parts.hostname or ""

@@ -28,7 +28,7 @@ def run_api(parts: ApiParts, *, port: int, host: str = "0.0.0.0") -> None:  # no
         runner = await serve_app(
             build_app(parts),
             listening_socket(host, port),
-            limits=HttpLimits.from_settings(parts.settings),
+            limits=HttpLimits.of(parts.settings.process),
             metrics=parts.metrics,
             shutdown_timeout_s=SHUTDOWN_GRACE_S,
         )

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
         workdir = Path(tempfile.mkdtemp(prefix="email-service-demo-"))
         cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
         settings = _demo_settings(settings, environ, workdir, cleanup)
-        upgrade_database(settings.database_url)
+        upgrade_database(settings.store.database_url)
         parts = WorkerParts.build(settings)
         cleanup.callback(parts.engine.dispose)
         cleanup.callback(parts.listener_context.builder.close)
@@ -129,7 +128,7 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
             30,
             "the listener to reach IDLE (see the log lines above)",
         )
-        say(f"==> worker is in IDLE; events go to Redis stream {settings.event_stream}")
+        say(f"==> worker is in IDLE; events go to Redis stream {settings.streams.event_stream}")
         return _deliver_and_show(parts, settings, deliver, mailbox, args.exit_after_samples)
     return 0
 
@@ -138,21 +137,24 @@ def _demo_settings(
     settings: Settings, environ: Mapping[str, str], workdir: Path, cleanup: ExitStack
 ) -> Settings:
     # The demo's mail server is on this machine (or the compose network): private hosts.
-    changes: dict[str, Any] = {
-        "startup_stagger_ms": 0,
-        "provider_refresh_ms": 500,
-        "allow_private_hosts": True,
-    }
+    store: dict[str, Any] = {}
+    streams: dict[str, Any] = {}
     if "DATABASE_URL" not in environ:
-        changes["database_url"] = f"sqlite:///{workdir / 'email-service.db'}"
-    if not settings.secret_keys:
-        changes["secret_keys"] = (generate_key(),)
-    if settings.redis_url is None:
+        store["database_url"] = f"sqlite:///{workdir / 'email-service.db'}"
+    if not settings.store.secret_keys:
+        store["secret_keys"] = (generate_key(),)
+    if settings.streams.redis_url is None:
         say("==> starting a throwaway Redis (set REDIS_URL to use your own)")
         redis_server = start_redis(workdir / "redis")
         cleanup.callback(redis_server.stop)
-        changes["redis_url"] = redis_server.url
-    return replace(settings, **changes)
+        streams["redis_url"] = redis_server.url
+    return settings.with_changes(
+        reconnect={"startup_stagger_s": 0},
+        leases={"provider_refresh_s": 0.5},
+        imap={"allow_private_hosts": True},
+        store=store,
+        streams=streams,
+    )
 
 
 def _smtp_delivery(host: str, port: int, mailbox: str) -> Callable[[bytes], None]:
@@ -171,13 +173,15 @@ def _deliver_and_show(
     exit_after_samples: bool,
 ) -> int:
     client = parts.listener_context.publisher.client
-    after = last_stream_id(client, settings.event_stream)
+    after = last_stream_id(client, settings.streams.event_stream)
     for number, raw in enumerate(sample_messages(mailbox), start=1):
         delivered_at = time.monotonic()
         deliver(raw)
         deadline = delivered_at + EVENT_TIMEOUT_S
         while True:
-            entries = read_stream(client, settings.event_stream, after_id=after, block_ms=200)
+            entries = read_stream(
+                client, settings.streams.event_stream, after_id=after, block_ms=200
+            )
             if entries:
                 for entry_id, fields in entries:
                     after = entry_id
@@ -199,7 +203,7 @@ def _deliver_and_show(
     say("==> waiting for more mail; Ctrl-C stops the demo and removes its files")
     while True:
         for entry_id, fields in read_stream(
-            client, settings.event_stream, after_id=after, block_ms=1000
+            client, settings.streams.event_stream, after_id=after, block_ms=1000
         ):
             after = entry_id
             say(describe_event(entry_id, fields))

@@ -92,9 +92,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{args.entry_id}: no such dead letter")
                 return 1
             case "move":
-                source = args.source or f"{settings.event_stream}:dlq"
+                source = args.source or f"{settings.streams.event_stream}:dlq"
                 moved = queue.move_from(source)
-                print(f"moved {moved} dead letters of ours from {source} to {settings.dlq_stream}")
+                target = settings.streams.dlq_stream
+                print(f"moved {moved} dead letters of ours from {source} to {target}")
                 return 0
     raise AssertionError(args.dlq_command)  # pragma: no cover
 

@@ -87,20 +87,23 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         args.command == "demo" and "EMAIL_SERVICE_LOG_LEVEL" not in environ
     )
     configure_logging(
-        log_format=settings.log_format, level="warning" if quiet else settings.log_level
+        log_format=settings.process.log_format,
+        level="warning" if quiet else settings.process.log_level,
     )
     match args.command:
         case "migrate":
-            upgrade_database(settings.database_url)
+            upgrade_database(settings.store.database_url)
             print("database schema is up to date")
             return 0
         case "worker":
             from email_service.worker.process import run_worker
 
-            upgrade_database(settings.database_url)
+            upgrade_database(settings.store.database_url)
             run_worker(
                 settings,
-                http_port=args.http_port if args.http_port is not None else settings.http_port,
+                http_port=args.http_port
+                if args.http_port is not None
+                else settings.process.http_port,
             )
             return 0
         case "api":
@@ -108,8 +111,8 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
             from email_service.api.server import run_api
 
             parts = ApiParts.build(settings)  # settings errors first, before touching the database
-            upgrade_database(settings.database_url)
-            run_api(parts, port=args.port if args.port is not None else settings.api_port)
+            upgrade_database(settings.store.database_url)
+            run_api(parts, port=args.port if args.port is not None else settings.api.port)
             return 0
         case "api-token":
             from email_service.api.auth import sign_token
@@ -138,16 +141,16 @@ def rotate_keys(settings: Settings) -> int:
     """Re-encrypt every stored secret, then every pending OAuth connect flow, with the first
     key of ``EMAIL_SERVICE_SECRET_KEYS``; after this the other keys can be removed."""
     box = SecretBox(settings.require_secret_keys())
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.store.database_url)
     try:
         count = SecretStore(engine, box).reencrypt_all()
     finally:
         engine.dispose()
     print(f"re-encrypted {count} secrets with the first key")
-    if settings.redis_url is None:
+    if settings.streams.redis_url is None:
         print("REDIS_URL is not set: pending OAuth connect flows were not re-encrypted")
         return 0
-    client = connect_redis(settings.redis_url)
+    client = connect_redis(settings.streams.redis_url)
     try:
         resealed, unreadable = OAuthFlowStore(client, box).reencrypt_all()
     finally:
@@ -162,7 +165,7 @@ def rotate_keys(settings: Settings) -> int:
 
 
 def _check(settings: Settings) -> int:
-    providers = ProviderStore(make_engine(settings.database_url)).list_providers()
+    providers = ProviderStore(make_engine(settings.store.database_url)).list_providers()
     refused = [p for p in providers if tenant_id_problem(p.tenant) is not None]
     for provider in refused:
         print(

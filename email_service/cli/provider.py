@@ -126,8 +126,8 @@ def _parse_folders(text: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
-    upgrade_database(settings.database_url)
-    engine = make_engine(settings.database_url)
+    upgrade_database(settings.store.database_url)
+    engine = make_engine(settings.store.database_url)
     providers = ProviderStore(engine)
     try:
         match args.provider_command:
@@ -169,7 +169,7 @@ def _admin(engine: Any, providers: ProviderStore, settings: Settings) -> Provide
         engine,
         providers,
         _secrets(engine, settings),
-        max_providers_per_tenant=settings.max_providers_per_tenant,
+        max_providers_per_tenant=settings.store.max_providers_per_tenant,
     )
 
 
@@ -261,12 +261,7 @@ def test_provider(provider: ProviderConfig, secrets: SecretStore, settings: Sett
         session = ImapSession.open(
             endpoint,
             PasswordLogin(provider.username, password),
-            ConnectOptions(
-                timeout_s=settings.connection_timeout_ms / 1000,
-                keepalive=True,
-                verify_tls=settings.tls_reject_unauthorized,
-                allow_private_hosts=settings.allow_private_hosts,
-            ),
+            ConnectOptions.for_endpoint(endpoint, settings.imap),
         )
     except EmailServiceError as exc:
         print(f"FAILED: {exc}")

@@ -48,7 +48,7 @@ def describe_event(entry_id: str, fields: dict[str, str]) -> str:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     client = connect_redis(settings.require_redis_url())
-    stream = settings.dlq_stream if args.dlq else settings.event_stream
+    stream = settings.streams.dlq_stream if args.dlq else settings.streams.event_stream
     after = "0-0" if args.from_start else last_stream_id(client, stream)
     printed = 0
     while args.count is None or printed < args.count:

@@ -17,16 +17,16 @@ from __future__ import annotations
 from email_service.errors import PermanentError
 from email_service.model import ProviderConfig
 from email_service.oauth.client import OAuthClientConfig
-from email_service.settings import Settings
+from email_service.settings import OAuthSettings
 from providers.presets import APP_CREDENTIAL_TYPES, ProviderPreset, preset_for
 
 
-def _app_credentials(provider_type: str, settings: Settings) -> tuple[str | None, str | None]:
+def _app_credentials(provider_type: str, oauth: OAuthSettings) -> tuple[str | None, str | None]:
     """The operator's app (client id, secret) for a preset, from settings."""
     if provider_type == "google":
-        return settings.oauth_google_client_id, settings.oauth_google_client_secret
+        return oauth.google_client_id, oauth.google_client_secret
     if provider_type == "microsoft":
-        return settings.oauth_microsoft_client_id, settings.oauth_microsoft_client_secret
+        return oauth.microsoft_client_id, oauth.microsoft_client_secret
     return None, None
 
 
@@ -45,12 +45,17 @@ def own_endpoints(provider: ProviderConfig, preset: ProviderPreset, tenant: str)
 
 
 def client_config(
-    provider: ProviderConfig, settings: Settings, stored_client_secret: str | None
+    provider: ProviderConfig,
+    oauth: OAuthSettings,
+    stored_client_secret: str | None,
+    *,
+    allow_private_hosts: bool,
 ) -> OAuthClientConfig:
-    """The provider's OAuth client; ``PermanentError`` names what is missing."""
+    """The provider's OAuth client; ``PermanentError`` names what is missing.
+    ``allow_private_hosts`` (``IMAP_ALLOW_PRIVATE_HOSTS``) goes with it to the token calls."""
     preset = preset_for(provider.provider_type)
     fields = provider.oauth
-    tenant = settings.oauth_microsoft_tenant
+    tenant = oauth.microsoft_tenant
     authorize_url = fields.authorize_url or (
         preset.authorization_endpoint(tenant) if preset.authorize_url else None
     )
@@ -66,7 +71,7 @@ def client_config(
             "oauth_client_id and client secret (the operator's app credentials go only to "
             f"{provider.provider_type}'s own endpoints)"
         )
-    app_id, app_secret = _app_credentials(provider.provider_type, settings)
+    app_id, app_secret = _app_credentials(provider.provider_type, oauth)
     client_id = fields.client_id or (None if own else app_id)
     missing = [
         name
@@ -97,5 +102,5 @@ def client_config(
         client_secret=client_secret,
         scopes=fields.scopes or preset.scopes,
         authorize_params=dict(preset.authorize_params),
-        allow_private_hosts=settings.allow_private_hosts,
+        allow_private_hosts=allow_private_hosts,
     )

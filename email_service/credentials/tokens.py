@@ -32,7 +32,7 @@ from email_service.metrics import Metrics
 from email_service.model import REAUTH_REQUIRED, ProviderConfig
 from email_service.oauth.client import IssuedTokens, OAuthClientConfig, refresh_access_token
 from email_service.oauth.timing import expires_at, needs_refresh, renew_at
-from email_service.settings import Settings
+from email_service.settings import MS_PER_S, OAuthSettings
 from email_service.store.oauth_grants import GrantState, OAuthGrantStore, StoredTokens
 from email_service.store.secrets import SecretStore
 
@@ -61,8 +61,9 @@ class TokenManager:
         self,
         grants: OAuthGrantStore,
         secrets: SecretStore,
-        settings: Settings,
+        oauth: OAuthSettings,
         *,
+        allow_private_hosts: bool,
         owner: str,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -70,15 +71,16 @@ class TokenManager:
     ) -> None:
         self._grants = grants
         self._secrets = secrets
-        self._settings = settings
+        self._oauth = oauth
+        self._allow_private_hosts = allow_private_hosts
         self._owner = owner
         self._metrics = metrics or Metrics()
         self._clock = clock
         self._refresh = refresh
-        self._margin_s = settings.oauth_refresh_margin_ms / 1000
-        self._timeout_s = settings.oauth_timeout_ms / 1000
+        self._margin_s = oauth.refresh_margin_s
+        self._timeout_s = oauth.timeout_s
         #: A claim outlives one slow token request (and the store write after it).
-        self._hold_ms = 2 * settings.oauth_timeout_ms + 5000
+        self._hold_ms = round(2 * oauth.timeout_s * MS_PER_S) + 5000
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
 
@@ -175,7 +177,9 @@ class TokenManager:
 
     def _client_config(self, provider: ProviderConfig) -> OAuthClientConfig:
         secret = self._secrets.load_optional(provider.tenant, provider.client_secret_name())
-        return client_config(provider, self._settings, secret)
+        return client_config(
+            provider, self._oauth, secret, allow_private_hosts=self._allow_private_hosts
+        )
 
     def _count(self, outcome: str) -> None:
         self._metrics.add("email_service_oauth_refreshes_total", outcome=outcome)

@@ -42,7 +42,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 
 from email_service.metrics import Metrics
-from email_service.settings import Settings
+from email_service.settings import ProcessSettings
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class HttpLimits:
     header_timeout_s: float = HEADER_TIMEOUT_S
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HttpLimits:
-        return cls(settings.http_max_connections, settings.http_max_connections_per_ip)
+    def of(cls, process: ProcessSettings) -> HttpLimits:
+        return cls(process.http_max_connections, process.http_max_connections_per_ip)
 
 
 def fd_bounded(max_connections: int) -> int:

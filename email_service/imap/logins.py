@@ -6,15 +6,15 @@ from email_service.credentials.tokens import TokenManager
 from email_service.errors import PermanentError
 from email_service.imap.session import Login, OAuthLogin, PasswordLogin
 from email_service.model import AUTH_OAUTH2, AUTH_PASSWORD, ProviderConfig
-from email_service.settings import Settings
+from email_service.settings import ImapSettings
 from email_service.store.secrets import SecretStore
 
 
 class LoginSource:
     """Builds the login of a provider from the secret store and the token manager."""
 
-    def __init__(self, settings: Settings, secrets: SecretStore, tokens: TokenManager) -> None:
-        self._settings = settings
+    def __init__(self, imap: ImapSettings, secrets: SecretStore, tokens: TokenManager) -> None:
+        self._imap = imap
         self._secrets = secrets
         self._tokens = tokens
 
@@ -25,7 +25,7 @@ class LoginSource:
             return OAuthLogin(
                 username=provider.username,
                 access_token=token.value,
-                mechanism=self._settings.oauth_auth_mechanism,
+                mechanism=self._imap.oauth_auth_mechanism,
                 fresh=token.fresh,
                 renew_at=token.renew_at,
             )

@@ -62,6 +62,7 @@ from email_service.imap.idle_stream import IdleStream
 from email_service.model import ImapEndpoint, Security
 from email_service.oauth.sasl import choose_mechanism, error_acknowledgement, initial_response
 from email_service.security.outbound import HostGuard
+from email_service.settings import MS_PER_S, ImapSettings
 from email_service.sync.backoff import classify_throttle
 from email_service.sync.folder_check import (
     Signals,
@@ -145,6 +146,20 @@ class ConnectOptions:
     verify_tls: bool
     #: ``IMAP_ALLOW_PRIVATE_HOSTS``: whether the host may resolve to private addresses.
     allow_private_hosts: bool
+
+    @classmethod
+    def for_endpoint(cls, endpoint: ImapEndpoint, imap: ImapSettings) -> ConnectOptions:
+        """The options of a connection to ``endpoint``: its own timeout and keepalive when
+        it has them, else the settings'."""
+        keepalive = endpoint.socket_keepalive
+        return cls(
+            timeout_s=endpoint.timeout_ms / MS_PER_S
+            if endpoint.timeout_ms
+            else imap.connection_timeout_s,
+            keepalive=imap.socket_keepalive if keepalive is None else keepalive,
+            verify_tls=imap.tls_reject_unauthorized,
+            allow_private_hosts=imap.allow_private_hosts,
+        )
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,6 @@ from email_service.ingest.charsets import CharsetIssue
 from email_service.ingest.limits import (
     MAX_RECIPIENTS,
     MAX_REFERENCES,
-    IngressLimits,
     SkipReason,
     cap_attachments,
     cap_headers,
@@ -63,6 +62,7 @@ from email_service.ingest.limits import (
     report_skips,
 )
 from email_service.ingest.parsing import AttachmentInfo, Mailbox, ParsedMessage
+from email_service.settings import IngressLimits
 
 #: Provider types of the contract (DESIGN.md section 4).
 PROVIDER_TYPES = frozenset({"imap", "google", "microsoft"})

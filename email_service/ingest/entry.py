@@ -32,7 +32,7 @@ from email_service.ingest.inline_content import (
     content_location,
     plan_inline,
 )
-from email_service.ingest.limits import IngressLimits, entry_bytes, fit_event, raw_mime_skip
+from email_service.ingest.limits import entry_bytes, fit_event, raw_mime_skip
 from email_service.ingest.mime_structure import (
     BodySection,
     attachments_from_structure,
@@ -57,6 +57,7 @@ from email_service.publish.events import (
     choose_execution_id,
     event_id_for,
 )
+from email_service.settings import IngressLimits
 
 logger = logging.getLogger(__name__)
 

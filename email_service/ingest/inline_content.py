@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from email_service.ingest.limits import MAX_SKIP_REASONS, IngressLimits, SkipReason
+from email_service.ingest.limits import MAX_SKIP_REASONS, SkipReason
+from email_service.settings import IngressLimits
 
 #: ``IMAP_INLINE_CONTENT`` values.
 OFF = "off"

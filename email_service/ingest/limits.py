@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from email_service.errors import EventTooLarge
-from email_service.settings import Settings
+from email_service.settings import IngressLimits
 
 #: Whole messages fetched in one UID FETCH hold at most this many bytes together (one larger
 #: message is fetched alone): the raw bytes of a batch are all in memory at once.
@@ -65,38 +65,6 @@ ESSENTIAL_HEADERS = (
 )
 
 SkipReason = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class IngressLimits:
-    """The caps, from settings (the defaults are the settings' defaults)."""
-
-    max_raw_mime_bytes: int = 25 * 1024 * 1024
-    max_attachment_bytes: int = 10 * 1024 * 1024
-    max_total_attachment_bytes: int = 25 * 1024 * 1024
-    max_attachment_count: int = 25
-    max_header_bytes: int = 64 * 1024
-    max_body_text_bytes: int = 256 * 1024
-    max_event_bytes: int = 1024 * 1024
-    dead_letter_raw_bytes: int = 256 * 1024
-    fetch_batch_size: int = 50
-    #: ``IMAP_INLINE_CONTENT`` (``inline_content``): off, attachments or all.
-    inline_content: str = "attachments"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> IngressLimits:
-        return cls(
-            max_raw_mime_bytes=settings.max_raw_mime_bytes,
-            max_attachment_bytes=settings.max_attachment_bytes,
-            max_total_attachment_bytes=settings.max_total_attachment_bytes,
-            max_attachment_count=settings.max_attachment_count,
-            max_header_bytes=settings.max_header_bytes,
-            max_body_text_bytes=settings.max_body_text_bytes,
-            max_event_bytes=settings.max_event_bytes,
-            dead_letter_raw_bytes=settings.dlq_max_raw_bytes,
-            fetch_batch_size=settings.fetch_batch_size,
-            inline_content=settings.inline_content,
-        )
 
 
 # --- 1. fetching ---

@@ -31,7 +31,7 @@ from email_service.errors import EmailServiceError, ReplayImpossible, TransientE
 from email_service.imap.fetched import Fetched, FetchedMessage
 from email_service.imap.session import ConnectOptions, ImapSession
 from email_service.ingest.entry import IngestTarget, build_entry
-from email_service.ingest.limits import IngressLimits, plan_fetch_batches
+from email_service.ingest.limits import plan_fetch_batches
 from email_service.model import ProviderConfig
 from email_service.publish.events import DEAD_LETTER_PRODUCER, DeadLetter, is_our_dead_letter
 from email_service.publish.publisher import (
@@ -84,14 +84,14 @@ class DeadLetterQueue:
     ) -> None:
         self._settings = settings
         self._client = client
-        self._stream = settings.dlq_stream
+        self._stream = settings.streams.dlq_stream
         self._publisher = EventPublisher(
             client,
-            stream=settings.event_stream,
-            dlq_stream=settings.dlq_stream,
-            mark_ttl_s=settings.published_mark_ttl_s,
+            stream=settings.streams.event_stream,
+            dlq_stream=settings.streams.dlq_stream,
+            mark_ttl_s=settings.streams.published_mark_ttl_s,
         )
-        self._limits = IngressLimits.from_settings(settings)
+        self._limits = settings.ingest
         self._build_parts = build_parts
         self._parts: WorkerParts | None = None
         self._sessions: dict[tuple[str, str], ImapSession] = {}
@@ -194,7 +194,7 @@ class DeadLetterQueue:
             provider_type=dead.provider_type,
             uid_validity=dead.uid_validity,
             limits=self._limits,
-            channel_by_tenant=self._settings.event_channel_by_tenant,
+            channel_by_tenant=self._settings.streams.event_channel_by_tenant,
         )
         entry = build_entry(fetched, target, now=self._clock(), random_uuid=uuid.uuid4())
         if entry.dead_letter:
@@ -266,13 +266,6 @@ class DeadLetterQueue:
         return self._parts
 
     def _open(self, provider: ProviderConfig, parts: WorkerParts) -> ImapSession:
-        endpoint = provider.endpoint
-        keepalive = endpoint.socket_keepalive
-        options = ConnectOptions(
-            timeout_s=(endpoint.timeout_ms or self._settings.connection_timeout_ms) / 1000,
-            keepalive=self._settings.socket_keepalive if keepalive is None else keepalive,
-            verify_tls=self._settings.tls_reject_unauthorized,
-            allow_private_hosts=self._settings.allow_private_hosts,
-        )
+        options = ConnectOptions.for_endpoint(provider.endpoint, self._settings.imap)
         login = parts.listener_context.load_login(provider)
-        return ImapSession.open(endpoint, login, options)
+        return ImapSession.open(provider.endpoint, login, options)

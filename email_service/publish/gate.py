@@ -17,10 +17,10 @@ from typing import Any, cast
 
 import redis
 
-from email_service.errors import PublishFailed
 from email_service.metrics import Metrics
 from email_service.publish.backpressure import Pause, Pressure, WaterMarks, backlog_of, decide_pause
-from email_service.settings import Settings
+from email_service.publish.publisher import redis_errors_as_publish_failed
+from email_service.settings import StreamSettings
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def load_pressure(client: redis.Redis[bytes], stream: str) -> Pressure:
     Raises ``PublishFailed`` when Redis does not answer, as the publisher does, so the
     provider's status says Redis is unreachable.
     """
-    try:
+    with redis_errors_as_publish_failed("Redis is unreachable"):
         try:
             groups: list[dict[str, Any]] = [
                 {_text(k): v for k, v in group.items()}
@@ -45,8 +45,6 @@ def load_pressure(client: redis.Redis[bytes], stream: str) -> Pressure:
         except redis.ResponseError:  # no stream yet: nothing to lag behind
             groups, length = [], 0
         used = int(client.info("memory")["used_memory"])
-    except redis.RedisError as exc:
-        raise PublishFailed(f"Redis is unreachable: {type(exc).__name__}") from exc
     return Pressure(backlog_of(groups, length), used)
 
 
@@ -56,15 +54,15 @@ def _text(value: Any) -> str:
 
 class PublishGate:
     def __init__(
-        self, client: redis.Redis[bytes], stream: str, settings: Settings, metrics: Metrics
+        self, client: redis.Redis[bytes], streams: StreamSettings, metrics: Metrics
     ) -> None:
         self._client = client
-        self._stream = stream
+        self._stream = streams.event_stream
         self._marks = WaterMarks(
-            high_entries=settings.backlog_high_entries,
-            low_entries=settings.backlog_low_entries,
-            high_bytes=settings.redis_memory_high_bytes,
-            low_bytes=settings.redis_memory_low_bytes,
+            high_entries=streams.backlog_high_entries,
+            low_entries=streams.backlog_low_entries,
+            high_bytes=streams.redis_memory_high_bytes,
+            low_bytes=streams.redis_memory_low_bytes,
         )
         self._metrics = metrics
         self._lock = threading.Lock()

@@ -31,7 +31,8 @@ outlive that gap. Nothing here trims the stream.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,10 +254,8 @@ class EventPublisher:
             args += [entry.uid, target, gmail_index, entry.fields["event_id"], len(entry.fields)]
             for name, value in entry.fields.items():
                 args += [name, value]
-        try:
+        with redis_errors_as_publish_failed("publish to Redis failed", detail=True):
             reply = self._script(keys=keys, args=args)
-        except redis.RedisError as exc:
-            raise PublishFailed(f"publish to Redis failed: {type(exc).__name__}: {exc}") from exc
         results = []
         for item in reply:
             text = _text(item)
@@ -280,18 +279,14 @@ class EventPublisher:
         args: list[Any] = [dead_letter_id, self._mark_ttl_s, key.folder]
         for name, value in fields.items():
             args += [name, value]
-        try:
+        with redis_errors_as_publish_failed("replay to Redis failed", detail=True):
             outcome, stream_id = self._replay(keys=keys, args=args)
-        except redis.RedisError as exc:
-            raise PublishFailed(f"replay to Redis failed: {type(exc).__name__}: {exc}") from exc
         return ReplayResult(_text(outcome), _text(stream_id) or None)
 
     def load_published_mark(self, key: FolderKey, uid_validity: int) -> int:
         """Highest UID of the folder already published (0 when unknown)."""
-        try:
+        with redis_errors_as_publish_failed("reading from Redis failed"):
             value = self._client.get(published_mark_key(key, uid_validity))
-        except redis.RedisError as exc:
-            raise PublishFailed(f"reading from Redis failed: {type(exc).__name__}") from exc
         return int(value) if value is not None else 0
 
 
@@ -312,22 +307,29 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@contextmanager
+def redis_errors_as_publish_failed(what: str, *, detail: bool = False) -> Iterator[None]:
+    """A Redis error raised inside becomes ``PublishFailed("<what>: <kind>")`` (and Redis's
+    own message with ``detail``): the one translation of redis-py's errors into ours."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        message = f"{what}: {type(exc).__name__}"
+        raise PublishFailed(f"{message}: {exc}" if detail else message) from exc
+
+
 def check_redis(client: redis.Redis[bytes]) -> None:
     """Raise ``PublishFailed`` unless Redis answers PING."""
-    try:
+    with redis_errors_as_publish_failed("Redis is unreachable"):
         client.ping()
-    except redis.RedisError as exc:
-        raise PublishFailed(f"Redis is unreachable: {type(exc).__name__}") from exc
 
 
 def read_stream(
     client: redis.Redis[bytes], stream: str, *, after_id: str, block_ms: int, count: int = 100
 ) -> list[tuple[str, dict[str, str]]]:
     """Entries after ``after_id`` (``$`` for new only), waiting up to ``block_ms``."""
-    try:
+    with redis_errors_as_publish_failed("reading the stream failed"):
         reply = client.xread({stream: after_id}, count=count, block=block_ms)
-    except redis.RedisError as exc:
-        raise PublishFailed(f"reading the stream failed: {type(exc).__name__}") from exc
     entries: list[tuple[str, dict[str, str]]] = []
     for _name, items in reply or []:
         for entry_id, fields in items:
@@ -337,10 +339,8 @@ def read_stream(
 
 def last_stream_id(client: redis.Redis[bytes], stream: str) -> str:
     """Id of the newest entry, or ``0-0`` for an empty or missing stream."""
-    try:
+    with redis_errors_as_publish_failed("reading the stream failed"):
         newest = client.xrevrange(stream, count=1)
-    except redis.RedisError as exc:
-        raise PublishFailed(f"reading the stream failed: {type(exc).__name__}") from exc
     return _text(newest[0][0]) if newest else "0-0"
 
 
@@ -349,10 +349,8 @@ def read_entries(
 ) -> list[tuple[str, dict[str, str]]]:
     """Up to ``count`` entries of ``stream`` after ``after_id`` (``-``: from the start)."""
     start = after_id if after_id == "-" else f"({after_id}"
-    try:
+    with redis_errors_as_publish_failed("reading the stream failed"):
         items = client.xrange(stream, min=start, max="+", count=count)
-    except redis.RedisError as exc:
-        raise PublishFailed(f"reading the stream failed: {type(exc).__name__}") from exc
     return [
         (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
         for entry_id, fields in items
@@ -361,12 +359,11 @@ def read_entries(
 
 def read_entry(client: redis.Redis[bytes], stream: str, entry_id: str) -> dict[str, str] | None:
     """The fields of one entry, None when there is no such entry."""
-    try:
-        items = client.xrange(stream, min=entry_id, max=entry_id, count=1)
-    except redis.ResponseError:
-        return None  # not a stream id at all
-    except redis.RedisError as exc:
-        raise PublishFailed(f"reading the stream failed: {type(exc).__name__}") from exc
+    with redis_errors_as_publish_failed("reading the stream failed"):
+        try:
+            items = client.xrange(stream, min=entry_id, max=entry_id, count=1)
+        except redis.ResponseError:
+            return None  # not a stream id at all
     if not items:
         return None
     return {_text(k): _text(v) for k, v in items[0][1].items()}
@@ -384,16 +381,12 @@ def move_entry(
     args: list[str] = [entry_id]
     for name, value in set_fields.items():
         args += [name, value]
-    try:
+    with redis_errors_as_publish_failed("moving a stream entry failed"):
         new_id = client.register_script(_MOVE_SCRIPT)(keys=[source, target], args=args)
-    except redis.RedisError as exc:
-        raise PublishFailed(f"moving a stream entry failed: {type(exc).__name__}") from exc
     return bool(_text(new_id))
 
 
 def delete_entry(client: redis.Redis[bytes], stream: str, entry_id: str) -> bool:
     """Remove one entry; False when there was none."""
-    try:
+    with redis_errors_as_publish_failed("deleting from the stream failed"):
         return bool(client.xdel(stream, entry_id))
-    except redis.RedisError as exc:
-        raise PublishFailed(f"deleting from the stream failed: {type(exc).__name__}") from exc

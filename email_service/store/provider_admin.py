@@ -76,7 +76,7 @@ class ProviderAdmin:
             parts.engine,
             parts.providers,
             parts.secrets,
-            max_providers_per_tenant=parts.settings.max_providers_per_tenant,
+            max_providers_per_tenant=parts.settings.store.max_providers_per_tenant,
         )
 
     def __init__(

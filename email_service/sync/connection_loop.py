@@ -71,7 +71,7 @@ class ConnectionLoop:
         name: str,
         follows: Follows,
         folder_count: int = 1,
-        idle_reissue_ms: int = 0,
+        idle_reissue_s: float = 0.0,
         start_delay_s: float = 0.0,
         slots: ConnectionSlots | None = None,
     ) -> None:
@@ -86,18 +86,18 @@ class ConnectionLoop:
         self._connected_at: float | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._policy = BackoffPolicy(
-            base_s=settings.reconnect_base_ms / 1000,
-            max_s=settings.reconnect_max_ms / 1000,
-            jitter_pct=settings.reconnect_jitter_pct,
-            stable_s=settings.reconnect_stable_ms / 1000,
+            base_s=settings.reconnect.base_s,
+            max_s=settings.reconnect.max_s,
+            jitter_pct=settings.reconnect.jitter_pct,
+            stable_s=settings.reconnect.stable_s,
         )
         self._rules = FolderRules(
             follows=follows,
             backoff=self._policy,
             start_delay_s=start_delay_s,
-            poll_interval_s=settings.poll_interval_ms / 1000,
-            idle_reissue_s=idle_reissue_ms / 1000,
-            timer_jitter_pct=settings.timer_jitter_pct,
+            poll_interval_s=settings.imap.poll_interval_s,
+            idle_reissue_s=idle_reissue_s,
+            timer_jitter_pct=settings.reconnect.timer_jitter_pct,
             folder_count=folder_count,
         )
         self._folder = Folder(self._rules)
@@ -246,13 +246,7 @@ class ConnectionLoop:
             rejected = previous.access_token
         self._login = login = self._context.load_login(self.provider, rejected=rejected)
         endpoint = self.provider.endpoint
-        keepalive = endpoint.socket_keepalive
-        options = ConnectOptions(
-            timeout_s=(endpoint.timeout_ms or self._settings.connection_timeout_ms) / 1000,
-            keepalive=self._settings.socket_keepalive if keepalive is None else keepalive,
-            verify_tls=self._settings.tls_reject_unauthorized,
-            allow_private_hosts=self._settings.allow_private_hosts,
-        )
+        options = ConnectOptions.for_endpoint(endpoint, self._settings.imap)
         self._session = session = ImapSession.open(endpoint, login, options)
         self._connected_at = time.monotonic()
         self._connection_opened()

@@ -42,7 +42,7 @@ from email_service.errors import (
 from email_service.imap.fetched import Fetched
 from email_service.imap.session import FolderStatus, ImapSession
 from email_service.ingest.entry import IngestTarget, unfetchable_entry
-from email_service.ingest.limits import FetchBatch, IngressLimits, entry_bytes, plan_fetch_batches
+from email_service.ingest.limits import FetchBatch, entry_bytes, plan_fetch_batches
 from email_service.ingest.parse_pool import PendingEntries
 from email_service.model import FolderCursor, FolderKey, ProviderConfig
 from email_service.publish.backpressure import Pause
@@ -138,7 +138,7 @@ class FolderSync:
         self.fence = fence
         self.context = context
         self.settings = context.settings
-        self.limits = IngressLimits.from_settings(context.settings)
+        self.limits = context.settings.ingest
         self.stop = stop
         self._failures = FetchFailures()
 
@@ -165,7 +165,7 @@ class FolderSync:
             case Rebaseline(reason):
                 baseline = plan_baseline(
                     session.search_all_uids(),
-                    window=self.settings.max_emails_per_sync,
+                    window=self.settings.imap.max_emails_per_sync,
                     uid_validity=uid_validity,
                     uid_next=uid_next,
                 )
@@ -222,7 +222,7 @@ class FolderSync:
             provider_type=self.provider_type,
             uid_validity=cursor.uid_validity,
             limits=self.limits,
-            channel_by_tenant=self.settings.event_channel_by_tenant,
+            channel_by_tenant=self.settings.streams.event_channel_by_tenant,
         )
         building: deque[_Building] = deque()
         for chunk in split_batches(uids, SIZES_PER_FETCH):

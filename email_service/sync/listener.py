@@ -35,7 +35,7 @@ from email_service.sync.folder_machine import (
     WaitEnded,
 )
 from email_service.sync.folder_sync import FolderSync
-from providers.presets import idle_reissue_ms
+from providers.presets import idle_reissue_s
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ class FolderListener(ConnectionLoop):
             context,
             name=f"listener-{provider.id[:8]}-{folder}",
             follows=Follows.FOLDER,
-            idle_reissue_ms=idle_reissue_ms(
-                provider.provider_type, context.settings.idle_reissue_ms
+            idle_reissue_s=idle_reissue_s(
+                provider.provider_type, context.settings.imap.idle_reissue_s
             ),
             start_delay_s=start_delay_s,
         )

@@ -34,7 +34,7 @@ from email_service.model import ProviderConfig
 from email_service.publish.gate import PublishGate
 from email_service.publish.publisher import EventPublisher, connect_redis
 from email_service.security.secretbox import SecretBox
-from email_service.settings import Settings
+from email_service.settings import MS_PER_S, Settings
 from email_service.store.connection_records import ConnectionRecordStore
 from email_service.store.cursors import CursorStore
 from email_service.store.engine import make_engine
@@ -94,35 +94,42 @@ class WorkerParts:
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerParts:
-        if not settings.tls_reject_unauthorized:
+        if not settings.imap.tls_reject_unauthorized:
             logger.warning(
                 "IMAP_TLS_REJECT_UNAUTHORIZED=false: IMAP server certificates are NOT "
                 "verified; use this only against throwaway test servers"
             )
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.store.database_url)
         redis_client = connect_redis(settings.require_redis_url())
         secrets = SecretStore(engine, SecretBox(settings.require_secret_keys()))
         providers = ProviderStore(engine)
 
-        worker_id = f"{settings.worker_id}-{uuid.uuid4().hex[:6]}"
+        worker_id = f"{settings.process.worker_id}-{uuid.uuid4().hex[:6]}"
         metrics = Metrics()
         grants = OAuthGrantStore(engine, secrets)
-        tokens = TokenManager(grants, secrets, settings, owner=worker_id, metrics=metrics)
-        logins = LoginSource(settings, secrets, tokens)
+        tokens = TokenManager(
+            grants,
+            secrets,
+            settings.oauth,
+            allow_private_hosts=settings.imap.allow_private_hosts,
+            owner=worker_id,
+            metrics=metrics,
+        )
+        logins = LoginSource(settings.imap, secrets, tokens)
         context = ListenerContext(
             settings=settings,
             cursors=CursorStore(engine),
             providers=providers,
             publisher=EventPublisher(
                 redis_client,
-                stream=settings.event_stream,
-                dlq_stream=settings.dlq_stream,
-                mark_ttl_s=settings.published_mark_ttl_s,
+                stream=settings.streams.event_stream,
+                dlq_stream=settings.streams.dlq_stream,
+                mark_ttl_s=settings.streams.published_mark_ttl_s,
             ),
             load_login=logins.login_for,
             metrics=metrics,
-            builder=EntryBuilder(settings.parse_processes),
-            gate=PublishGate(redis_client, settings.event_stream, settings, metrics),
+            builder=EntryBuilder(settings.process.parse_processes),
+            gate=PublishGate(redis_client, settings.streams, metrics),
         )
         return cls(settings, engine, providers, secrets, context, worker_id)
 
@@ -165,7 +172,7 @@ class Supervisor:
         self._slots: dict[str, ConnectionSlots] = {}
         self._listeners: dict[ListenerId, tuple[Hashable, ConnectionLoop]] = {}
         self._rng = random.Random()
-        self._ttl_ms = self._settings.lease_ttl_ms
+        self._ttl_ms = round(self._settings.leases.lease_ttl_s * MS_PER_S)  # the store counts in ms
         self._last_renewal_sent: float | None = None
         self._next_refresh = 0.0
         self.stop_event = threading.Event()
@@ -189,14 +196,16 @@ class Supervisor:
         self._renew(now)
         if now >= self._next_refresh:
             self._rebalance()
-            interval_s = self._settings.provider_refresh_ms / 1000
+            interval_s = self._settings.leases.provider_refresh_s
             self._next_refresh = now + interval_s * self._jitter()
             self.refreshed.set()
         self._reconcile()
 
     def run(self) -> None:
         """Tick until stopped; then stop every connection and release the leases."""
-        tick_s = min(self._settings.provider_refresh_ms, self._ttl_ms / 3) / 1000
+        tick_s = min(
+            self._settings.leases.provider_refresh_s, self._settings.leases.lease_ttl_s / 3
+        )
         while not self.stop_event.is_set():
             try:
                 self.tick()
@@ -226,7 +235,7 @@ class Supervisor:
         except StorageUnavailable as exc:
             since = now - (self._last_renewal_sent or now)
             if self._held and lease_must_be_dropped(
-                since_last_renewal_s=since, lease_ttl_s=self._ttl_ms / 1000
+                since_last_renewal_s=since, lease_ttl_s=self._settings.leases.lease_ttl_s
             ):
                 logger.error(
                     "leases not renewed for %.1fs (%s): stopping all listeners", since, exc
@@ -293,7 +302,7 @@ class Supervisor:
         """Plan the held providers' connections within each tenant's share of the cap, and
         record them (the higher of the old and new record, until the old ones stop)."""
         held = self._held_providers()
-        cap = self._settings.max_connections_per_tenant
+        cap = self._settings.imap.max_connections_per_tenant
         demands = self._tenant_demands(views, held)
 
         def plan(elsewhere: Mapping[str, int]) -> dict[ProviderRef, int]:
@@ -305,7 +314,7 @@ class Supervisor:
             }
             self._plans = plan_connections(
                 held,
-                per_account_default=self._settings.max_connections_per_account,
+                per_account_default=self._settings.imap.max_connections_per_account,
                 per_tenant_cap=cap,
                 tenant_caps=caps,
             )
@@ -325,7 +334,7 @@ class Supervisor:
         self, views: list[LeaseView], held: list[ProviderConfig]
     ) -> dict[str, dict[str, int]]:
         """Per tenant this worker holds providers of: each live worker's demand for it."""
-        per_account = self._settings.max_connections_per_account
+        per_account = self._settings.imap.max_connections_per_account
         demands: dict[str, dict[str, int]] = {p.tenant: {} for p in held}
         mine = {(p.tenant, p.id) for p in held}
         active = {(p.tenant, p.id): p for p in self._providers}
@@ -381,7 +390,10 @@ class Supervisor:
         self._stop_listeners(changes.stop)
         for index, spec in enumerate(changes.start):
             delay = stagger_delay_s(
-                index, len(changes.start), self._settings.startup_stagger_ms, self._rng.random()
+                index,
+                len(changes.start),
+                self._settings.reconnect.startup_stagger_s,
+                self._rng.random(),
             )
             loop = self._make_loop(spec, delay)
             self._listeners[spec.listener_id] = (spec.version, loop)
@@ -446,7 +458,7 @@ class Supervisor:
                 logger.warning("connection %s did not stop in time", loop.provider.id)
 
     def _jitter(self) -> float:
-        return 1 + self._settings.timer_jitter_pct * (2 * self._rng.random() - 1)
+        return 1 + self._settings.reconnect.timer_jitter_pct * (2 * self._rng.random() - 1)
 
     def _update_gauges(self) -> None:
         """Listener states and leases, when /metrics is read (on the HTTP thread: the
@@ -465,7 +477,7 @@ def run_worker(settings: Settings, *, http_port: int) -> None:
     parts = WorkerParts.build(settings)
     supervisor = Supervisor(parts)
     thread = threading.Thread(target=supervisor.run, name="supervisor", daemon=True)
-    logger.info("worker %s starting (pid %d)", settings.worker_id, os.getpid())
+    logger.info("worker %s starting (pid %d)", settings.process.worker_id, os.getpid())
     thread.start()
 
     async def serve() -> None:
@@ -478,7 +490,7 @@ def run_worker(settings: Settings, *, http_port: int) -> None:
             engine=parts.engine,
             redis_client=parts.listener_context.publisher.client,
             metrics=parts.listener_context.metrics,
-            limits=HttpLimits.from_settings(settings),
+            limits=HttpLimits.of(settings.process),
         )
         try:
             await stop.wait()

@@ -88,9 +88,9 @@ def plan_listeners(
     return ListenerChanges(start=start, stop=stop)
 
 
-def stagger_delay_s(index: int, count: int, window_ms: int, random_unit: float) -> float:
+def stagger_delay_s(index: int, count: int, window_s: float, random_unit: float) -> float:
     """Start delay of the ``index``-th of ``count`` new connections, spread over the window."""
-    if count <= 1 or window_ms <= 0:
+    if count <= 1 or window_s <= 0:
         return 0.0
-    slot_s = window_ms / 1000 / count
+    slot_s = window_s / count
     return (index + random_unit) * slot_s

@@ -24,7 +24,7 @@ def test_a_gmail_mailbox_gets_the_preset_host_and_its_client_secret_is_encrypted
     provider_id = added.stdout.strip()
     assert "/api/email/oauth/imap/initiate" in added.stderr
     settings = Settings.from_env(environ)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.store.database_url)
     try:
         provider = ProviderStore(engine).find_provider(provider_id, tenant)
         secrets = SecretStore(engine, SecretBox(settings.require_secret_keys()))

@@ -23,7 +23,8 @@ import redis
 
 from email_service.contract.check import check_entry
 from email_service.devserver.dovecot import DovecotServer
-from email_service.ingest.limits import IngressLimits, entry_bytes
+from email_service.ingest.limits import entry_bytes
+from email_service.settings import IngressLimits
 from tests.conftest import MailUser
 from tests.corpus import CORPUS, skips
 from tests.e2e.processes import WorkerProcess, add_dovecot_provider

@@ -87,7 +87,7 @@ def test_names_that_moved_to_loopback_after_the_check_are_refused_at_every_use(
     oauth_server = OAuthTestServer().start()
     imap_proxy = TcpProxy.start("127.0.0.1", dovecot.imap_port)
     token_proxy = TcpProxy.start("127.0.0.1", oauth_server.port)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.store.database_url)
     try:
         api = ApiProcess(env, tmp_path / "api.log")
         processes.append(api)

@@ -93,7 +93,7 @@ class ApiHarness:
         runner = await serve_app(
             build_app(self.parts),
             sock,
-            limits=HttpLimits.from_settings(self.settings),
+            limits=HttpLimits.of(self.settings.process),
             metrics=self.parts.metrics,
         )
         self.port = sock.getsockname()[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +141,7 @@ def test_an_event_above_the_entry_bound_is_a_dead_letter_replayed_once_the_bound
 
     with queue_for(small, redis_client) as queue:
         assert queue.replay(dead[0]["id"]).status == FAILED  # still too large
-    raised = dataclasses.replace(small, max_event_bytes=1024 * 1024)
+    raised = small.with_changes(ingest={"max_event_bytes": 1024 * 1024})
     with queue_for(raised, redis_client) as queue:
         outcomes = [queue.replay(dead[0]["id"]) for _ in range(2)]
     assert [o.status for o in outcomes] == [PUBLISHED, MISSING]

@@ -12,9 +12,9 @@ import pytest
 
 from email_service.imap.fetched import FetchedMessage
 from email_service.ingest.entry import IngestTarget
-from email_service.ingest.limits import IngressLimits
 from email_service.ingest.parse_pool import EntryBuilder, build_entries
 from email_service.model import FolderKey
+from email_service.settings import IngressLimits
 from tests.helpers import TENANT_A, make_message
 
 TARGET = IngestTarget(FolderKey(TENANT_A, "p1", "INBOX"), "imap", 7, IngressLimits())

@@ -44,7 +44,7 @@ def test_courier_announcing_exists_for_the_new_folder_rebaselines_at_once(
         provider = worker.add_fake_provider(tenant, server.port)
         worker.start()
         wait_for(lambda: worker.listener_states() == ["idle"], timeout_s=10, what="IDLE")
-        window = worker.settings.max_emails_per_sync
+        window = worker.settings.imap.max_emails_per_sync
         assert len(stream_events(redis_client, stream)) == min(window, old_size)
         assert worker.cursor(provider) == old_size
 

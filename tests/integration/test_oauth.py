@@ -208,7 +208,13 @@ def test_two_workers_racing_to_refresh_make_one_call_and_keep_the_newest_refresh
             engines.append(engine)
             secrets = SecretStore(engine, box)
             managers.append(
-                TokenManager(OAuthGrantStore(engine, secrets), secrets, settings, owner=replica)
+                TokenManager(
+                    OAuthGrantStore(engine, secrets),
+                    secrets,
+                    settings.oauth,
+                    allow_private_hosts=True,
+                    owner=replica,
+                )
             )
         calls_before = oauth_server.log.refresh_calls
         oauth_server.token_latency_s = 0.5  # long enough for everyone to pile up behind the claim

@@ -13,16 +13,16 @@ ESCAPED_PEM = r"-----BEGIN PUBLIC KEY-----\nAB\n-----END PUBLIC KEY-----"
 
 def test_api_defaults() -> None:
     settings = Settings.from_env({})
-    assert settings.api_port == 8081
-    assert settings.api_jwt_algorithm == "hs256"
-    assert settings.api_jwt_secret is None and settings.api_jwt_public_key is None
-    assert settings.api_tenant_claim == "tenant"
-    assert settings.api_service_tokens == ()
-    assert settings.api_cors_origins == ()
-    assert settings.api_max_body_bytes == 65536
-    assert settings.api_imap_calls_per_minute == 10
-    assert settings.api_imap_timeout_ms == 20_000
-    assert settings.allow_private_hosts is False
+    assert settings.api.port == 8081
+    assert settings.api.jwt_algorithm == "hs256"
+    assert settings.api.jwt_secret is None and settings.api.jwt_public_key is None
+    assert settings.api.tenant_claim == "tenant"
+    assert settings.api.service_tokens == ()
+    assert settings.api.cors_origins == ()
+    assert settings.api.max_body_bytes == 65536
+    assert settings.api.imap_calls_per_minute == 10
+    assert settings.api.imap_timeout_s == 20
+    assert settings.imap.allow_private_hosts is False
 
 
 @pytest.mark.parametrize(
@@ -30,27 +30,28 @@ def test_api_defaults() -> None:
     [
         (
             {"EMAIL_SERVICE_API_CORS_ORIGINS": "https://UI.example.com/, http://localhost:3000"},
-            "api_cors_origins",
+            "api.cors_origins",
             ("https://ui.example.com", "http://localhost:3000"),
         ),
-        ({"EMAIL_SERVICE_API_CORS_ORIGINS": "*"}, "api_cors_origins", ("*",)),
+        ({"EMAIL_SERVICE_API_CORS_ORIGINS": "*"}, "api.cors_origins", ("*",)),
         (
             {"EMAIL_SERVICE_API_SERVICE_TOKENS": "ops:" + "a" * 32 + ", ci-bot:" + "b" * 40},
-            "api_service_tokens",
+            "api.service_tokens",
             (("ops", "a" * 32), ("ci-bot", "b" * 40)),
         ),
         (
             {"EMAIL_SERVICE_API_JWT_PUBLIC_KEY": ESCAPED_PEM},
-            "api_jwt_public_key",
+            "api.jwt_public_key",
             "-----BEGIN PUBLIC KEY-----\nAB\n-----END PUBLIC KEY-----\n",
         ),
-        ({"EMAIL_SERVICE_API_JWT_ALGORITHM": "RS256"}, "api_jwt_algorithm", "rs256"),
-        ({"IMAP_ALLOW_PRIVATE_HOSTS": "true"}, "allow_private_hosts", True),
+        ({"EMAIL_SERVICE_API_JWT_ALGORITHM": "RS256"}, "api.jwt_algorithm", "rs256"),
+        ({"IMAP_ALLOW_PRIVATE_HOSTS": "true"}, "imap.allow_private_hosts", True),
     ],
     ids=["origins", "any-origin", "service-tokens", "pem-escapes", "algorithm", "private-hosts"],
 )
 def test_api_values_are_parsed(env: dict[str, str], attr: str, expected: object) -> None:
-    assert getattr(Settings.from_env(env), attr) == expected
+    group, name = attr.split(".")
+    assert getattr(getattr(Settings.from_env(env), group), name) == expected
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from email_service.contract.check import check_entry
 from email_service.imap.fetched import FetchedMessage
 from email_service.ingest.entry import IngestTarget, build_entry
-from email_service.ingest.limits import IngressLimits
 from email_service.model import FolderKey
+from email_service.settings import IngressLimits
 from tests.helpers import RANDOM_UUID, TENANT_A
 
 TARGET = IngestTarget(FolderKey(TENANT_A, "p-1", "INBOX"), "imap", 9, IngressLimits())

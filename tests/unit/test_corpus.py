@@ -14,8 +14,9 @@ import pytest
 from email_service.contract.check import check_entry
 from email_service.imap.fetched import FetchedMessage
 from email_service.ingest.entry import IngestTarget, build_entry
-from email_service.ingest.limits import IngressLimits, entry_bytes
+from email_service.ingest.limits import entry_bytes
 from email_service.model import FolderKey
+from email_service.settings import IngressLimits
 from tests.corpus import CORPUS, CorpusMessage
 from tests.helpers import RANDOM_UUID, TENANT_A
 

@@ -141,7 +141,7 @@ def test_defaults_render_both_roles_the_migration_and_the_settings() -> None:
     assert set(configmap["data"]) == setting_names(secret=False)
 
     defaults = Settings.from_env({})
-    for role, port in (("worker", defaults.http_port), ("api", defaults.api_port)):
+    for role, port in (("worker", defaults.process.http_port), ("api", defaults.api.port)):
         deployment = find(objects, "Deployment", f"rel-email-service-{role}")
         spec = container(deployment)
         assert spec["command"] == ["email-service", role]

@@ -34,7 +34,9 @@ def test_service_gets_every_setting_and_nothing_unknown(service: str) -> None:
     )
     settings = Settings.from_env(environment)
     assert settings.require_redis_url() == "redis://redis:6379/0"
-    assert settings.database_url.startswith("postgresql+psycopg://postgres:postgres@postgres:")
+    assert settings.store.database_url.startswith(
+        "postgresql+psycopg://postgres:postgres@postgres:"
+    )
 
 
 def test_service_roles_are_built_from_the_repository_dockerfile() -> None:

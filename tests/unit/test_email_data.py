@@ -19,8 +19,8 @@ from email_service.ingest.email_data import (
     iso_utc,
     sha256_hex,
 )
-from email_service.ingest.limits import IngressLimits
 from email_service.ingest.parsing import parse_message
+from email_service.settings import IngressLimits
 from tests.helpers import TENANT_A
 
 META = MessageMeta(

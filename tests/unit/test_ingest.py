@@ -12,9 +12,10 @@ import pytest
 
 from email_service.imap.fetched import FetchedHeaders, FetchedMessage, MimePart
 from email_service.ingest.entry import IngestTarget, build_entry, unfetchable_entry
-from email_service.ingest.limits import IngressLimits, entry_bytes
+from email_service.ingest.limits import entry_bytes
 from email_service.model import FolderKey
 from email_service.publish.events import event_id_for
+from email_service.settings import IngressLimits
 from tests.helpers import RANDOM_UUID, TENANT_A
 
 KEY = FolderKey(TENANT_A, "prov-1", "INBOX")

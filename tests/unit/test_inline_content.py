@@ -22,7 +22,7 @@ from email_service.ingest.inline_content import (
     content_location,
     plan_inline,
 )
-from email_service.ingest.limits import IngressLimits
+from email_service.settings import IngressLimits
 
 LIMITS = IngressLimits(max_event_bytes=10_000, max_raw_mime_bytes=5_000)
 

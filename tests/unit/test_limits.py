@@ -299,8 +299,8 @@ def test_limits_come_from_settings() -> None:
         }
     )
 
-    limits = IngressLimits.from_settings(settings)
+    limits = settings.ingest
 
     assert (limits.max_raw_mime_bytes, limits.max_attachment_count) == (2048, 3)
     assert (limits.max_event_bytes, limits.dead_letter_raw_bytes) == (65536, 0)
-    assert IngressLimits.from_settings(Settings.from_env({})) == IngressLimits()
+    assert Settings.from_env({}).ingest == IngressLimits()

@@ -23,10 +23,11 @@ from email_service.errors import MessageUnparseable
 from email_service.imap.fetched import FetchedHeaders, FetchedMessage, structure_from_response
 from email_service.ingest.email_data import MessageMeta, build_email_data, sha256_hex
 from email_service.ingest.entry import IngestTarget, build_entry
-from email_service.ingest.limits import IngressLimits, entry_bytes
+from email_service.ingest.limits import entry_bytes
 from email_service.ingest.mime_structure import parse_without_body, plan_body_sections
 from email_service.ingest.parsing import parse_message
 from email_service.model import FolderKey
+from email_service.settings import IngressLimits
 from tests.corpus import CORPUS_DIR
 from tests.helpers import RANDOM_UUID, TENANT_A
 

@@ -23,7 +23,7 @@ from email_service.oauth.sasl import choose_mechanism, error_acknowledgement, in
 from email_service.oauth.state import StateClaims, new_code_verifier, sign_state, verify_state
 from email_service.oauth.timing import expires_at, needs_refresh, renew_at
 from email_service.settings import Settings
-from providers.presets import connection_limit, idle_reissue_ms, preset_for
+from providers.presets import connection_limit, idle_reissue_s, preset_for
 
 KEY = "k" * 40
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -125,8 +125,8 @@ def test_presets_cap_connections_and_idle() -> None:
     assert connection_limit("google", 50) == 15
     assert connection_limit("google", 5) == 5
     assert connection_limit("imap", 50) == 50
-    assert idle_reissue_ms("google", 25 * 60_000) == 9 * 60_000
-    assert idle_reissue_ms("unknown-type", 1000) == 1000
+    assert idle_reissue_s("google", 25 * 60) == 9 * 60
+    assert idle_reissue_s("unknown-type", 1.0) == 1.0
     assert preset_for("microsoft").token_endpoint("contoso.onmicrosoft.com") == (
         "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
     )
@@ -158,12 +158,19 @@ def test_google_provider_uses_the_preset_and_the_operators_app() -> None:
             "EMAIL_SERVICE_OAUTH_GOOGLE_CLIENT_SECRET": "app-secret",
         }
     )
-    config = client_config(provider("google", OAuthFields()), settings, None)
+    config = client_config(
+        provider("google", OAuthFields()), settings.oauth, None, allow_private_hosts=False
+    )
     assert config.client_id == "app-id" and config.client_secret == "app-secret"
     assert config.token_url == "https://oauth2.googleapis.com/token"
     assert config.scopes == ("https://mail.google.com/",)
     assert config.authorize_params == {"access_type": "offline", "prompt": "consent"}
-    own = client_config(provider("google", OAuthFields(client_id="own")), settings, "own-secret")
+    own = client_config(
+        provider("google", OAuthFields(client_id="own")),
+        settings.oauth,
+        "own-secret",
+        allow_private_hosts=False,
+    )
     assert (own.client_id, own.client_secret) == ("own", "own-secret")
 
 
@@ -228,18 +235,35 @@ def test_the_operators_app_goes_only_to_the_presets_endpoints(
     settings = Settings.from_env(APP)
     if isinstance(expected, str):
         with pytest.raises(PermanentError, match=expected) as raised:
-            client_config(provider(provider_type, fields), settings, stored_secret)
+            client_config(
+                provider(provider_type, fields),
+                settings.oauth,
+                stored_secret,
+                allow_private_hosts=False,
+            )
         assert "app-secret" not in str(raised.value)
         return
-    config = client_config(provider(provider_type, fields), settings, stored_secret)
+    config = client_config(
+        provider(provider_type, fields), settings.oauth, stored_secret, allow_private_hosts=False
+    )
     assert (config.client_id, config.client_secret) == expected
 
 
 def test_a_generic_provider_without_urls_says_what_is_missing() -> None:
     with pytest.raises(PermanentError, match="oauth_authorize_url, oauth_token_url"):
-        client_config(provider("imap", OAuthFields(client_id="c")), Settings.from_env({}), None)
+        client_config(
+            provider("imap", OAuthFields(client_id="c")),
+            Settings.from_env({}).oauth,
+            None,
+            allow_private_hosts=False,
+        )
     with pytest.raises(PermanentError, match="EMAIL_SERVICE_OAUTH_MICROSOFT_CLIENT_ID"):
-        client_config(provider("microsoft", OAuthFields()), Settings.from_env({}), None)
+        client_config(
+            provider("microsoft", OAuthFields()),
+            Settings.from_env({}).oauth,
+            None,
+            allow_private_hosts=False,
+        )
 
 
 def test_an_oauth_gmail_provider_needs_no_host_or_password() -> None:

@@ -6,28 +6,40 @@ from email_service.settings import VARIABLES, Settings
 
 def test_defaults_when_environment_is_empty() -> None:
     settings = Settings.from_env({}, default_worker_id="w1")
-    assert settings.database_url == "sqlite:///email-service.db"
-    assert settings.event_stream == "workflow:events:global"
+    assert settings.store.database_url == "sqlite:///email-service.db"
+    assert settings.streams.event_stream == "workflow:events:global"
     # ours, not the consumer's own workflow:events:global:dlq (DESIGN.md section 3)
-    assert settings.dlq_stream == "email-service:dead-letters:workflow:events:global"
-    assert settings.max_emails_per_sync == 5
-    assert settings.connection_timeout_ms == 10_000
-    assert settings.tls_reject_unauthorized is True
-    assert settings.worker_id == "w1"
-    assert settings.redis_url is None
+    assert settings.streams.dlq_stream == "email-service:dead-letters:workflow:events:global"
+    assert settings.imap.max_emails_per_sync == 5
+    assert settings.imap.connection_timeout_s == 10
+    assert settings.imap.tls_reject_unauthorized is True
+    assert settings.process.worker_id == "w1"
+    assert settings.streams.redis_url is None
 
 
 @pytest.mark.parametrize(
     ("env", "attr", "expected"),
     [
-        ({"DATABASE_URL": "postgres://u@h/db"}, "database_url", "postgresql+psycopg://u@h/db"),
-        ({"DATABASE_URL": "postgresql://u@h/db"}, "database_url", "postgresql+psycopg://u@h/db"),
-        ({"EMAIL_SERVICE_EVENT_STREAM": "s1"}, "dlq_stream", "email-service:dead-letters:s1"),
-        ({"IMAP_SOCKET_KEEPALIVE": "false"}, "socket_keepalive", False),
-        ({"IMAP_SOCKET_KEEPALIVE": "Yes"}, "socket_keepalive", True),
-        ({"EMAIL_SERVICE_SECRET_KEYS": "a, b,"}, "secret_keys", ("a", "b")),
-        ({"IMAP_OAUTH_AUTH_MECHANISM": "XOAUTH2"}, "oauth_auth_mechanism", "xoauth2"),
-        ({"IMAP_TIMER_JITTER_PCT": "0.25"}, "timer_jitter_pct", 0.25),
+        (
+            {"DATABASE_URL": "postgres://u@h/db"},
+            "store.database_url",
+            "postgresql+psycopg://u@h/db",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://u@h/db"},
+            "store.database_url",
+            "postgresql+psycopg://u@h/db",
+        ),
+        (
+            {"EMAIL_SERVICE_EVENT_STREAM": "s1"},
+            "streams.dlq_stream",
+            "email-service:dead-letters:s1",
+        ),
+        ({"IMAP_SOCKET_KEEPALIVE": "false"}, "imap.socket_keepalive", False),
+        ({"IMAP_SOCKET_KEEPALIVE": "Yes"}, "imap.socket_keepalive", True),
+        ({"EMAIL_SERVICE_SECRET_KEYS": "a, b,"}, "store.secret_keys", ("a", "b")),
+        ({"IMAP_OAUTH_AUTH_MECHANISM": "XOAUTH2"}, "imap.oauth_auth_mechanism", "xoauth2"),
+        ({"IMAP_TIMER_JITTER_PCT": "0.25"}, "reconnect.timer_jitter_pct", 0.25),
     ],
     ids=[
         "postgres-scheme",
@@ -41,7 +53,8 @@ def test_defaults_when_environment_is_empty() -> None:
     ],
 )
 def test_values_are_parsed(env: dict[str, str], attr: str, expected: object) -> None:
-    assert getattr(Settings.from_env(env), attr) == expected
+    group, name = attr.split(".")
+    assert getattr(getattr(Settings.from_env(env), group), name) == expected
 
 
 @pytest.mark.parametrize(

@@ -86,14 +86,14 @@ def test_plan_listeners_restarts_on_config_fence_or_folder_change() -> None:
 
 
 @pytest.mark.parametrize(
-    ("index", "count", "window_ms", "unit", "expected"),
+    ("index", "count", "window_s", "unit", "expected"),
     [
-        (0, 1, 2000, 0.5, 0.0),
-        (0, 4, 2000, 0.0, 0.0),
-        (3, 4, 2000, 0.999, 1.9995),
-        (1, 2, 0, 0.5, 0.0),
+        (0, 1, 2.0, 0.5, 0.0),
+        (0, 4, 2.0, 0.0, 0.0),
+        (3, 4, 2.0, 0.999, 1.9995),
+        (1, 2, 0.0, 0.5, 0.0),
     ],
     ids=["single", "first-slot", "last-slot-stays-in-window", "no-window"],
 )
-def test_stagger(index: int, count: int, window_ms: int, unit: float, expected: float) -> None:
-    assert stagger_delay_s(index, count, window_ms, unit) == pytest.approx(expected)
+def test_stagger(index: int, count: int, window_s: float, unit: float, expected: float) -> None:
+    assert stagger_delay_s(index, count, window_s, unit) == pytest.approx(expected)
