@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from email_service.imap.fetched import Fetched, FetchedHeaders, FetchedMessage
 from email_service.imap.session import ImapSession
 from email_service.ingest.entry import content_sections, sections_to_fetch
-from email_service.ingest.limits import HEADERS, MISSING, IngressLimits
+from email_service.ingest.limits import HEADERS, MISSING
+from email_service.settings import IngressLimits
 
 #: Fetches the messages of some UIDs, by UID (those the server did not return are absent).
 Fetcher = Callable[[Sequence[int]], Mapping[int, Fetched]]
