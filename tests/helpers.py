@@ -9,14 +9,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from email_service.devserver.connections import count_connections_to  # noqa: F401 - for the tests
 from email_service.devserver.samples import make_message  # noqa: F401 - for the tests
-from email_service.model import NewProvider
+from email_service.model import ImapEndpoint, NewProvider, Security
 from email_service.security.secretbox import SecretBox
 from email_service.settings import DEAD_LETTER_STREAM_PREFIX
 from email_service.store.provider_admin import ProviderAdmin, ProviderSecrets
+from email_service.store.providers import ProviderStore
 
 T = TypeVar("T")
 
@@ -110,3 +111,50 @@ def add_provider(
     """
     admin = ProviderAdmin.over(engine, SecretBox((secret_key,)), max_providers_per_tenant=2**31)
     return admin.create(new, ProviderSecrets(password=password, client_secret=client_secret))
+
+
+def add_bare_provider(engine: Engine, tenant: str = TENANT_A) -> tuple[str, str]:
+    """A provider row with no secret, for the lease and connection-record tests; its ref."""
+    provider_id = ProviderStore(engine).add_provider(
+        NewProvider(
+            tenant=tenant,
+            name="n",
+            mailbox="m@x",
+            username="u",
+            endpoint=ImapEndpoint("h", 993, Security.TLS),
+        )
+    )
+    return tenant, provider_id
+
+
+def provider_row(engine: Engine, provider_id: str, tenant: str) -> dict[str, Any]:
+    """The provider's status, error and folder state as the worker last wrote them."""
+    with engine.connect() as connection:
+        row = (
+            connection.exec_driver_sql(
+                "SELECT p.status, p.error_message, c.last_error, c.folder_state "
+                "FROM email_providers p JOIN imap_email_provider_config c "
+                "ON c.email_provider_id = p.id AND c.tenant = p.tenant "
+                "WHERE p.id = %(id)s AND p.tenant = %(tenant)s",
+                {"id": provider_id, "tenant": tenant},
+            )
+            .mappings()
+            .one()
+        )
+    return dict(row)
+
+
+def fail_writes_to(connection: Any, table: str, operation: str) -> None:
+    """A trigger that makes every ``operation`` on ``table`` fail, as a broken disk would."""
+    connection.execute(
+        text(
+            "CREATE FUNCTION refuse_write() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'write refused by the test'; END $$"
+        )
+    )
+    connection.execute(
+        text(
+            f"CREATE TRIGGER refuse_write BEFORE {operation} ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_write()"
+        )
+    )

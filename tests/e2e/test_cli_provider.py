@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.e2e.processes import cli
-from tests.integration.test_api_hardening import fail_writes_to
+from tests.helpers import fail_writes_to
 
 pytestmark = pytest.mark.e2e
 

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from email_service.devserver.dovecot import DovecotServer
 from email_service.model import password_secret_name
 from tests.conftest import MailUser
+from tests.helpers import fail_writes_to
 from tests.integration.api_harness import ApiHarness, provider_body
 
 pytestmark = pytest.mark.integration
@@ -170,22 +171,6 @@ def test_deleting_provider_percent_leaves_other_secrets_alone(
         api.parts.secrets.load_secret(tenant, password_secret_name(other_id)) == mail_user.password
     )
     assert api.parts.secrets.load_optional(tenant, "imap_password_%") is None
-
-
-def fail_writes_to(connection: Any, table: str, operation: str) -> None:
-    """A trigger that makes every ``operation`` on ``table`` fail, as a broken disk would."""
-    connection.execute(
-        text(
-            "CREATE FUNCTION refuse_write() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'write refused by the test'; END $$"
-        )
-    )
-    connection.execute(
-        text(
-            f"CREATE TRIGGER refuse_write BEFORE {operation} ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION refuse_write()"
-        )
-    )
 
 
 def test_patch_keeps_the_old_password_when_the_row_write_fails(

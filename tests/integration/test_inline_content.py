@@ -15,9 +15,8 @@ from email_service.devserver.dovecot import DovecotServer
 from email_service.devserver.samples import mail_with_attachments, make_message
 from email_service.settings import Settings
 from tests.conftest import MailUser
-from tests.helpers import wait_for, wait_for_stream_entries
+from tests.helpers import provider_row, wait_for, wait_for_stream_entries
 from tests.integration.service import InProcessWorker
-from tests.integration.test_listener import provider_row
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +120,7 @@ def test_a_lagging_group_pauses_publishing_and_reading_resumes_it_losing_nothing
     assert 3 <= held < 8  # paused just above the high mark, with mail still to publish
     row = wait_for(
         lambda: (
-            (r := provider_row(lagging_worker, provider.id, tenant))["status"]
+            (r := provider_row(lagging_worker.parts.engine, provider.id, tenant))["status"]
             == "publishing_paused"
             and r
         ),
@@ -147,7 +146,9 @@ def test_a_lagging_group_pauses_publishing_and_reading_resumes_it_losing_nothing
     )
     assert subjects == sorted(f"mail {n}" for n in range(8))
     wait_for(
-        lambda: provider_row(lagging_worker, provider.id, tenant)["status"] == "connected",
+        lambda: (
+            provider_row(lagging_worker.parts.engine, provider.id, tenant)["status"] == "connected"
+        ),
         timeout_s=5,
         what="the provider's status to say connected again",
     )

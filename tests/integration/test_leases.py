@@ -13,35 +13,19 @@ from email_service.model import (
     REAUTH_REQUIRED,
     FolderCursor,
     FolderKey,
-    ImapEndpoint,
-    NewProvider,
-    Security,
 )
 from email_service.store.cursors import CursorStore
 from email_service.store.leases import LeaseStore
 from email_service.store.providers import ProviderStore
 from email_service.store.schema import email_providers
-from tests.helpers import TENANT_A
+from tests.helpers import add_bare_provider
 
 pytestmark = pytest.mark.integration
 
 
-def add(engine: Engine, tenant: str = TENANT_A) -> tuple[str, str]:
-    provider_id = ProviderStore(engine).add_provider(
-        NewProvider(
-            tenant=tenant,
-            name="n",
-            mailbox="m@x",
-            username="u",
-            endpoint=ImapEndpoint("h", 993, Security.TLS),
-        )
-    )
-    return tenant, provider_id
-
-
 def test_take_is_exclusive_and_changes_the_fence(engine: Engine) -> None:
     leases = LeaseStore(engine)
-    ref = add(engine)
+    ref = add_bare_provider(engine)
     first = leases.take_lease(ref, "w1", ttl_ms=60_000)
     assert first == 1
     assert leases.take_lease(ref, "w2", ttl_ms=60_000) is None
@@ -53,7 +37,7 @@ def test_take_is_exclusive_and_changes_the_fence(engine: Engine) -> None:
 
 def test_expired_lease_is_taken_over_and_the_old_owner_can_move_nothing(engine: Engine) -> None:
     leases, cursors = LeaseStore(engine), CursorStore(engine)
-    ref = add(engine)
+    ref = add_bare_provider(engine)
     key = FolderKey(ref[0], ref[1], "INBOX")
     old_fence = leases.take_lease(ref, "w1", ttl_ms=200)
     assert old_fence is not None
@@ -87,7 +71,7 @@ def test_worker_registry_counts_only_live_workers(engine: Engine) -> None:
 
 def test_list_leases_shows_free_and_held(engine: Engine) -> None:
     leases = LeaseStore(engine)
-    held, free = add(engine), add(engine)
+    held, free = add_bare_provider(engine), add_bare_provider(engine)
     leases.take_lease(held, "w1", ttl_ms=60_000)
     views = {(v.tenant, v.provider_id): v for v in leases.list_leases()}
     assert views[held].owner == "w1" and not views[held].free
@@ -101,7 +85,7 @@ def test_a_provider_parked_for_reauthorisation_is_not_offered_for_a_lease(
     taken (and dropped again, every refresh) nor counted in the fair share."""
     leases = LeaseStore(engine)
     tenant = str(uuid.uuid4())
-    active, parked = add(engine, tenant), add(engine, tenant)
+    active, parked = add_bare_provider(engine, tenant), add_bare_provider(engine, tenant)
     with engine.begin() as connection:
         connection.execute(
             update(email_providers)

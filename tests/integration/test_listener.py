@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from typing import Any
 
 import imapclient
 import pytest
@@ -17,7 +16,14 @@ from email_service.model import FolderKey, Security
 from email_service.publish.events import event_id_for
 from email_service.settings import Settings
 from tests.conftest import MailUser
-from tests.helpers import make_message, stream_events, subjects, wait_for, wait_for_stream_entries
+from tests.helpers import (
+    make_message,
+    provider_row,
+    stream_events,
+    subjects,
+    wait_for,
+    wait_for_stream_entries,
+)
 from tests.integration.service import InProcessWorker
 
 pytestmark = pytest.mark.integration
@@ -28,22 +34,6 @@ def imap_client(dovecot: DovecotServer, user: MailUser) -> imapclient.IMAPClient
     client = imapclient.IMAPClient("localhost", port=dovecot.imaps_port, ssl_context=context)
     client.login(user.name, user.password)
     return client
-
-
-def provider_row(worker: InProcessWorker, provider_id: str, tenant: str) -> dict[str, Any]:
-    with worker.parts.engine.connect() as connection:
-        row = (
-            connection.exec_driver_sql(
-                "SELECT p.status, p.error_message, c.last_error, c.folder_state "
-                "FROM email_providers p JOIN imap_email_provider_config c "
-                "ON c.email_provider_id = p.id AND c.tenant = p.tenant "
-                "WHERE p.id = %(id)s AND p.tenant = %(tenant)s",
-                {"id": provider_id, "tenant": tenant},
-            )
-            .mappings()
-            .one()
-        )
-    return dict(row)
 
 
 def test_mail_delivered_while_running_becomes_one_event_each(
@@ -73,7 +63,7 @@ def test_mail_delivered_while_running_becomes_one_event_each(
     assert data["from"]["email"] == "alice@example.com"
     assert "body 0" in data["body"]["text"]
     wait_for(lambda: worker.cursor(provider) == 3, timeout_s=5, what="cursor at uid 3")
-    row = provider_row(worker, provider.id, tenant)
+    row = provider_row(worker.parts.engine, provider.id, tenant)
     assert row["status"] == "connected"
     assert row["folder_state"]["INBOX"]["last_uid"] == 3
 
@@ -172,7 +162,9 @@ def test_wrong_password_is_recorded_and_retried_without_events(
     provider = worker.add_provider(tenant, dovecot, mail_user.name, "wrong-password")
     worker.start()
     row = wait_for(
-        lambda: (r := provider_row(worker, provider.id, tenant))["status"] == "error" and r,
+        lambda: (
+            (r := provider_row(worker.parts.engine, provider.id, tenant))["status"] == "error" and r
+        ),
         timeout_s=15,
         what="error status",
     )
@@ -204,7 +196,7 @@ def test_connection_failures_are_recorded_clearly(
     )
     worker.start()
     row = wait_for(
-        lambda: (r := provider_row(worker, provider.id, tenant))["last_error"] and r,
+        lambda: (r := provider_row(worker.parts.engine, provider.id, tenant))["last_error"] and r,
         timeout_s=15,
         what="last_error",
     )
@@ -274,14 +266,16 @@ def test_the_servers_bye_text_is_the_recorded_reason(
     wait_for(lambda: worker.listener_states() == ["idle"], timeout_s=10, what="IDLE")
     dovecot.doveadm("kick", mail_user.name)
     row = wait_for(
-        lambda: (r := provider_row(worker, provider.id, tenant))["status"] == "error" and r,
+        lambda: (
+            (r := provider_row(worker.parts.engine, provider.id, tenant))["status"] == "error" and r
+        ),
         timeout_s=10,
         what="the disconnect recorded",
     )
     assert "Server shutting down" in row["error_message"], row
     assert any("Server shutting down" in r.getMessage() for r in caplog.records)
     wait_for(
-        lambda: provider_row(worker, provider.id, tenant)["status"] == "connected",
+        lambda: provider_row(worker.parts.engine, provider.id, tenant)["status"] == "connected",
         timeout_s=10,
         what="reconnected",
     )
@@ -319,5 +313,5 @@ def test_a_requested_stop_is_no_warning_and_no_error(
         worker.stop()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == []
-    row = provider_row(worker, provider.id, tenant)
+    row = provider_row(worker.parts.engine, provider.id, tenant)
     assert row["status"] != "error" and row["last_error"] is None, row

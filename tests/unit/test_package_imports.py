@@ -111,3 +111,21 @@ def test_top_level_packages_import_one_another_without_a_cycle() -> None:
 
     for package in TOP_LEVEL:
         visit(package, ())
+
+
+def test_no_test_module_imports_another_and_bench_imports_no_test() -> None:
+    """Shared test code lives in helper modules (``tests/helpers.py``, ``tests/e2e/processes.py``,
+    ``tests/integration/api_harness.py`` ...), never in a ``test_*`` module; ``bench/``
+    imports nothing from ``tests/``."""
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in modules(ROOT / "tests")
+        for name in imported(path)
+        if within(name, "tests") and any(part.startswith("test_") for part in name.split("."))
+    ] + [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in modules(ROOT / "bench")
+        for name in imported(path)
+        if within(name, "tests")
+    ]
+    assert offenders == []
