@@ -161,7 +161,9 @@ class ContentStreams:
     ) -> ContentStream:
         """The download of the message (``part_id`` None) or one part; ``ApiProblem`` 404
         when the folder, UIDVALIDITY, message or part is not there any more."""
-        await self._admit(provider)
+        self._check_room(provider)
+        # Counted at once, before anything is awaited: downloads admitted side by side see
+        # each other, so they cannot all slip into the same last place.
         self._by_tenant[provider.tenant] += 1
         self._by_provider[provider.id] += 1
         released = False
@@ -174,6 +176,7 @@ class ContentStreams:
                 _decrement(self._by_provider, provider.id)
 
         try:
+            await self._check_budget(provider)
             await self._imap.require_allowed_host(provider, self._imap.timeout_s)
             holder = SessionHolder()
             session, part = await self._locate(provider, login, ref, part_id, holder)
@@ -182,7 +185,8 @@ class ContentStreams:
             raise
         return ContentStream(self, OpenedMessage(session, holder, ref, part), release)
 
-    async def _admit(self, provider: ProviderConfig) -> None:
+    def _check_room(self, provider: ProviderConfig) -> None:
+        """This process's limits: downloads at once, in all and for the tenant."""
         tenant = provider.tenant
         if self.running >= STREAMS_AT_ONCE:
             raise ApiProblem(
@@ -197,17 +201,21 @@ class ContentStreams:
                 f"this tenant already has {STREAMS_PER_TENANT} downloads running, the most "
                 "allowed at once; retry when one has finished"
             )
+
+    async def _check_budget(self, provider: ProviderConfig) -> None:
+        """The connection budgets, with this download already counted among this process's."""
+        tenant = provider.tenant
         for_provider, for_tenant = await asyncio.to_thread(
             self._records.held_for, tenant, provider.id
         )
         budget = account_budget(provider, self._limits.max_connections_per_account)
-        if for_provider + self._by_provider[provider.id] + 1 > budget:
+        if for_provider + self._by_provider[provider.id] > budget:
             raise self._limited(
                 f"the provider's {budget} connections are all in use (its folders and "
                 "downloads); retry shortly, or raise maxConnections"
             )
         cap = self._limits.max_connections_per_tenant
-        if for_tenant + self._by_tenant[tenant] + 1 > cap:
+        if for_tenant + self._by_tenant[tenant] > cap:
             raise self._limited(
                 f"the tenant's {cap} connections (IMAP_MAX_CONNECTIONS_PER_TENANT) are all in "
                 "use; retry shortly"

@@ -86,7 +86,7 @@ class RequestField:
     note: str = ""
     #: For a list: what one item accepts (the error then names the item: ``folders[2]``).
     item_accepted: str | None = None
-    #: Hidden from the document's ``description`` (a write-only secret says so itself).
+    #: Keywords only the document shows, not checked (``writeOnly`` of a secret).
     extra_schema: Mapping[str, Any] = field(default_factory=dict)
 
     def document(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from email_service.api.imap_calls import ImapCalls, Resolver, resolve_addresses
 from email_service.api.ratelimit import RateLimiter
 from email_service.credentials.tokens import TokenManager
 from email_service.imap.logins import LoginSource
+from email_service.imap.session import warn_if_tls_unverified
 from email_service.metrics import Metrics
 from email_service.publish.publisher import connect_redis
 from email_service.security.secretbox import SecretBox
@@ -52,6 +53,7 @@ class ApiParts:
     @classmethod
     def build(cls, settings: Settings, *, resolver: Resolver = resolve_addresses) -> ApiParts:
         """Build from settings; ``InvalidSettings`` names what is missing (JWT, keys, Redis)."""
+        warn_if_tls_unverified(settings.imap)
         verifier = TokenVerifier.from_settings(settings)
         box = SecretBox(settings.require_secret_keys())
         redis_client = connect_redis(settings.require_redis_url())

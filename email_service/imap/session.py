@@ -253,6 +253,16 @@ def _call(where: str, action: Callable[[], T]) -> T:
         raise translate_error(exc, where) from exc
 
 
+def warn_if_tls_unverified(imap: ImapSettings) -> None:
+    """Say at start, in every process that connects to tenants' servers, when their
+    certificates will not be verified (``IMAP_TLS_REJECT_UNAUTHORIZED=false``)."""
+    if not imap.tls_reject_unauthorized:
+        logger.warning(
+            "IMAP_TLS_REJECT_UNAUTHORIZED=false: IMAP server certificates are NOT "
+            "verified; use this only against throwaway test servers"
+        )
+
+
 def _ssl_context(endpoint: ImapEndpoint, options: ConnectOptions) -> ssl.SSLContext:
     return _shared_ssl_context(endpoint.tls_ca_file, options.verify_tls)
 

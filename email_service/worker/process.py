@@ -28,6 +28,7 @@ from email_service.errors import EmailServiceError, StorageUnavailable
 from email_service.http.health import run_health_server
 from email_service.http.server import HttpLimits
 from email_service.imap.logins import LoginSource
+from email_service.imap.session import warn_if_tls_unverified
 from email_service.ingest.parse_pool import EntryBuilder
 from email_service.metrics import Metrics
 from email_service.model import ProviderConfig
@@ -94,11 +95,7 @@ class WorkerParts:
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerParts:
-        if not settings.imap.tls_reject_unauthorized:
-            logger.warning(
-                "IMAP_TLS_REJECT_UNAUTHORIZED=false: IMAP server certificates are NOT "
-                "verified; use this only against throwaway test servers"
-            )
+        warn_if_tls_unverified(settings.imap)
         engine = make_engine(settings.store.database_url)
         redis_client = connect_redis(settings.require_redis_url())
         secrets = SecretStore(engine, SecretBox(settings.require_secret_keys()))

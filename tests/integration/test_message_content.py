@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.policy
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from email_service.store.connection_records import ConnectionRecordStore
 from email_service.store.leases import LeaseStore
 from email_service.store.schema import email_providers
 from tests.conftest import MailUser
+from tests.helpers import wait_for
 from tests.integration.api_harness import ApiHarness, provider_body
 
 pytestmark = pytest.mark.integration
@@ -213,9 +215,10 @@ def test_a_parked_provider_answers_409(api: ApiHarness, tenant: str, delivered: 
     assert (reply.status, reply.json()["error"]) == (409, "reauth_required"), reply
 
 
-def test_downloads_wait_when_workers_hold_the_providers_connection_budget(
-    api: ApiHarness, tenant: str, delivered: Delivered
-) -> None:
+def budget_of_two_with_worker_holding(
+    api: ApiHarness, tenant: str, delivered: Delivered, held: int
+) -> tuple[str, str]:
+    """The provider may hold 2 connections; a live worker's lease records ``held``."""
     patched = api.call(
         "PATCH",
         f"/api/v1/providers/{delivered.provider_id}",
@@ -225,7 +228,16 @@ def test_downloads_wait_when_workers_hold_the_providers_connection_budget(
     assert patched.status == 200, patched
     ref = (tenant, delivered.provider_id)
     LeaseStore(api.parts.engine).take_lease(ref, "worker-1", ttl_ms=60_000)
-    ConnectionRecordStore(api.parts.engine).exchange("worker-1", [tenant], lambda _seen: {ref: 2})
+    ConnectionRecordStore(api.parts.engine).exchange(
+        "worker-1", [tenant], lambda _seen: {ref: held}
+    )
+    return ref
+
+
+def test_downloads_wait_when_workers_hold_the_providers_connection_budget(
+    api: ApiHarness, tenant: str, delivered: Delivered
+) -> None:
+    ref = budget_of_two_with_worker_holding(api, tenant, delivered, 2)
 
     refused = api.call("GET", delivered.path("raw"), tenant=tenant)
     ConnectionRecordStore(api.parts.engine).record("worker-1", {ref: 1})
@@ -235,3 +247,31 @@ def test_downloads_wait_when_workers_hold_the_providers_connection_budget(
     assert "2 connections are all in use" in refused.json()["message"]
     assert refused.headers["Retry-After"] == "2"
     assert served.status == 200, served
+
+
+def test_a_running_download_counts_toward_the_providers_budget(
+    api: ApiHarness, tenant: str, delivered: Delivered
+) -> None:
+    budget_of_two_with_worker_holding(api, tenant, delivered, 1)
+    # A client that reads nothing past the first bytes: its download stays open, holding the
+    # provider's last free connection (a small receive buffer, so the server cannot finish).
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", api.port))
+    slow.sendall(
+        f"GET {delivered.path('parts/2')} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {api.token(tenant)}\r\n\r\n".encode()
+    )
+    try:
+        assert slow.recv(12) == b"HTTP/1.1 200"
+        refused = api.call("GET", delivered.path("raw"), tenant=tenant)
+    finally:
+        slow.close()
+
+    assert (refused.status, refused.json()["error"]) == (429, "rate_limited"), refused
+    assert "2 connections are all in use" in refused.json()["message"]
+    wait_for(
+        lambda: api.call("GET", delivered.path("raw"), tenant=tenant).status == 200,
+        timeout_s=30,
+        what="the connection given back once the slow client went away",
+    )
